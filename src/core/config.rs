@@ -1,0 +1,474 @@
+//! Plugin configuration: the JSON in the wasm filter's `configuration` field.
+//!
+//! Every field has a default, so `{}` (or an empty configuration) is a working setup.
+//! Anything wrong is refused at load with one message naming the field and the problem;
+//! Envoy then refuses the filter instead of running it half-configured.
+
+use serde::Deserialize;
+use std::fmt;
+
+/// Where this instance of the filter sits, which decides who writes `params._meta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Alone in the HCM filter chain (e.g. an Istio sidecar, where no router upstream
+    /// filter can be placed): does everything, including the `_meta` splice.
+    Standalone,
+    /// In the HCM chain, paired with an `upstream` instance in the router's
+    /// `upstream_http_filters`: classifies, tags Envoy's span, resolves IDs; leaves the
+    /// `_meta` trace context to the upstream instance unless own spans are on.
+    Downstream,
+    /// In the router's `upstream_http_filters`, where the `traceparent` Envoy injected
+    /// (Envoy's own span) is visible: writes that context into `_meta`.
+    Upstream,
+}
+
+/// One place a session id may come from, tried in the configured order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionSource {
+    /// A request header (lowercase name).
+    Header(String),
+    /// A query-string parameter.
+    Query(String),
+    /// `Authorization: Bearer …`, used only as a SHA-256 hash prefix.
+    BearerHash,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetaConfig {
+    /// Write `traceparent`/`tracestate` into `params._meta`.
+    pub trace_context: bool,
+    /// `_meta` key for the request id; None disables it.
+    pub request_id_key: Option<String>,
+    /// `_meta` key for the session id; None disables it.
+    pub session_id_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnSpansConfig {
+    pub enabled: bool,
+    /// Envoy cluster that receives OTLP/HTTP JSON.
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub service_name: String,
+    pub flush_interval_ms: u64,
+    pub max_queue_spans: usize,
+    pub max_batch_spans: usize,
+    pub timeout_ms: u64,
+    /// Probability of keeping a span that has no sampled parent to follow.
+    pub root_sample_ratio: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionCacheConfig {
+    pub max_entries: usize,
+    pub ttl_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub role: Role,
+    pub max_body_bytes: usize,
+    pub request_id_header: String,
+    pub session_sources: Vec<SessionSource>,
+    pub generate_session_id: bool,
+    pub endpoint_paths: Vec<String>,
+    pub meta: MetaConfig,
+    pub record_resource_uri: bool,
+    pub log_argument_keys: bool,
+    pub own_spans: OwnSpansConfig,
+    pub sessions: SessionCacheConfig,
+    pub tool_metrics: Vec<String>,
+}
+
+/// A configuration that was refused, with the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "invalid plugin configuration: {}", self.problem)
+        } else {
+            write!(f, "invalid plugin configuration: field `{}`: {}", self.field, self.problem)
+        }
+    }
+}
+
+fn err(field: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.to_string(), problem: problem.into() }
+}
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 512 * 1024;
+/// Above this a request body is not worth holding in the VM: Envoy's buffers would have
+/// refused it long before, and the filter must not be the reason for a 413.
+pub const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_REQUEST_ID_KEY: &str = "io.github.mcp-trace/request-id";
+pub const DEFAULT_SESSION_ID_KEY: &str = "io.github.mcp-trace/session-id";
+
+// What the JSON looks like. Kept separate from `Config` so the validated form can use
+// proper types while the wire form stays close to what an operator writes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    role: Role,
+    max_body_bytes: usize,
+    request_id_header: String,
+    session_sources: Vec<String>,
+    generate_session_id: bool,
+    endpoint_paths: Vec<String>,
+    meta: RawMeta,
+    record_resource_uri: bool,
+    log_argument_keys: bool,
+    own_spans: RawOwnSpans,
+    sessions: RawSessions,
+    tool_metrics: Vec<String>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            role: Role::Standalone,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_id_header: "x-request-id".into(),
+            session_sources: ["header:mcp-session-id", "header:x-session-id", "header:x-correlation-id", "query:session_id", "bearer"]
+                .map(String::from)
+                .to_vec(),
+            generate_session_id: true,
+            endpoint_paths: vec!["/mcp".into(), "/sse".into(), "/messages".into()],
+            meta: RawMeta::default(),
+            record_resource_uri: false,
+            log_argument_keys: true,
+            own_spans: RawOwnSpans::default(),
+            sessions: RawSessions::default(),
+            tool_metrics: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMeta {
+    trace_context: bool,
+    request_id_key: Option<String>,
+    session_id_key: Option<String>,
+}
+
+impl Default for RawMeta {
+    fn default() -> Self {
+        RawMeta {
+            trace_context: true,
+            request_id_key: Some(DEFAULT_REQUEST_ID_KEY.into()),
+            session_id_key: Some(DEFAULT_SESSION_ID_KEY.into()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOwnSpans {
+    enabled: bool,
+    cluster: String,
+    authority: String,
+    path: String,
+    service_name: String,
+    flush_interval_ms: u64,
+    max_queue_spans: usize,
+    max_batch_spans: usize,
+    timeout_ms: u64,
+    root_sample_ratio: f64,
+}
+
+impl Default for RawOwnSpans {
+    fn default() -> Self {
+        RawOwnSpans {
+            enabled: false,
+            cluster: "otel_collector".into(),
+            authority: "otel-collector".into(),
+            path: "/v1/traces".into(),
+            service_name: "mcp-trace".into(),
+            flush_interval_ms: 1000,
+            max_queue_spans: 4096,
+            max_batch_spans: 512,
+            timeout_ms: 5000,
+            root_sample_ratio: 1.0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSessions {
+    max_entries: usize,
+    ttl_seconds: u64,
+}
+
+impl Default for RawSessions {
+    fn default() -> Self {
+        RawSessions { max_entries: 10_000, ttl_seconds: 3600 }
+    }
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration. Empty input means all defaults.
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let raw: RawConfig = if bytes.iter().all(u8::is_ascii_whitespace) {
+            RawConfig::default()
+        } else {
+            serde_json::from_slice(bytes).map_err(|e| err("", e.to_string()))?
+        };
+        Config::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        if raw.max_body_bytes == 0 || raw.max_body_bytes > MAX_MAX_BODY_BYTES {
+            return Err(err("max_body_bytes", format!("must be between 1 and {MAX_MAX_BODY_BYTES}, got {}", raw.max_body_bytes)));
+        }
+        let request_id_header = header_name("request_id_header", &raw.request_id_header)?;
+        let mut session_sources = Vec::with_capacity(raw.session_sources.len());
+        for (i, source) in raw.session_sources.iter().enumerate() {
+            let field = format!("session_sources[{i}]");
+            let parsed = parse_session_source(&field, source)?;
+            if session_sources.contains(&parsed) {
+                return Err(err(&field, format!("`{source}` is listed twice")));
+            }
+            session_sources.push(parsed);
+        }
+        for (i, path) in raw.endpoint_paths.iter().enumerate() {
+            if !path.starts_with('/') || path.bytes().any(|b| !(0x21..=0x7E).contains(&b)) {
+                return Err(err(&format!("endpoint_paths[{i}]"), format!("must be an absolute path like \"/mcp\", got {path:?}")));
+            }
+        }
+        let request_id_key = raw.meta.request_id_key.map(|k| meta_key("meta.request_id_key", k)).transpose()?;
+        let session_id_key = raw.meta.session_id_key.map(|k| meta_key("meta.session_id_key", k)).transpose()?;
+        let own = raw.own_spans;
+        if own.enabled && own.cluster.is_empty() {
+            return Err(err("own_spans.cluster", "must name the Envoy cluster of the OTLP/HTTP collector"));
+        }
+        if !own.path.starts_with('/') {
+            return Err(err("own_spans.path", format!("must be an absolute path like \"/v1/traces\", got {:?}", own.path)));
+        }
+        if own.flush_interval_ms == 0 || own.flush_interval_ms > 60_000 {
+            return Err(err("own_spans.flush_interval_ms", format!("must be between 1 and 60000, got {}", own.flush_interval_ms)));
+        }
+        if own.max_queue_spans == 0 || own.max_queue_spans > 1_000_000 {
+            return Err(err("own_spans.max_queue_spans", format!("must be between 1 and 1000000, got {}", own.max_queue_spans)));
+        }
+        if own.max_batch_spans == 0 || own.max_batch_spans > own.max_queue_spans {
+            return Err(err("own_spans.max_batch_spans", format!("must be between 1 and max_queue_spans ({}), got {}", own.max_queue_spans, own.max_batch_spans)));
+        }
+        if own.timeout_ms == 0 {
+            return Err(err("own_spans.timeout_ms", "must be greater than 0"));
+        }
+        if !(0.0..=1.0).contains(&own.root_sample_ratio) {
+            return Err(err("own_spans.root_sample_ratio", format!("must be between 0.0 and 1.0, got {}", own.root_sample_ratio)));
+        }
+        if raw.sessions.max_entries > 1_000_000 {
+            return Err(err("sessions.max_entries", format!("must be at most 1000000, got {}", raw.sessions.max_entries)));
+        }
+        if raw.sessions.ttl_seconds == 0 {
+            return Err(err("sessions.ttl_seconds", "must be greater than 0"));
+        }
+        if raw.tool_metrics.len() > 100 {
+            return Err(err("tool_metrics", format!("at most 100 tools may get their own counters, got {}", raw.tool_metrics.len())));
+        }
+        for (i, tool) in raw.tool_metrics.iter().enumerate() {
+            if !tool.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./".contains(&b)) || tool.is_empty() || tool.len() > 64 {
+                return Err(err(&format!("tool_metrics[{i}]"), format!("tool names for metrics must be 1-64 characters of [A-Za-z0-9_.-/], got {tool:?}")));
+            }
+        }
+        Ok(Config {
+            role: raw.role,
+            max_body_bytes: raw.max_body_bytes,
+            request_id_header,
+            session_sources,
+            generate_session_id: raw.generate_session_id,
+            endpoint_paths: raw.endpoint_paths,
+            meta: MetaConfig { trace_context: raw.meta.trace_context, request_id_key, session_id_key },
+            record_resource_uri: raw.record_resource_uri,
+            log_argument_keys: raw.log_argument_keys,
+            own_spans: OwnSpansConfig {
+                enabled: own.enabled,
+                cluster: own.cluster,
+                authority: own.authority,
+                path: own.path,
+                service_name: own.service_name,
+                flush_interval_ms: own.flush_interval_ms,
+                max_queue_spans: own.max_queue_spans,
+                max_batch_spans: own.max_batch_spans,
+                timeout_ms: own.timeout_ms,
+                root_sample_ratio: own.root_sample_ratio,
+            },
+            sessions: SessionCacheConfig { max_entries: raw.sessions.max_entries, ttl_seconds: raw.sessions.ttl_seconds },
+            tool_metrics: raw.tool_metrics,
+        })
+    }
+
+    /// Whether this instance writes the trace context into `params._meta`.
+    pub fn writes_meta(&self) -> bool {
+        match self.role {
+            Role::Standalone => true,
+            // With own spans on, the proxy's MCP span (minted downstream) is the parent.
+            Role::Downstream => self.own_spans.enabled,
+            Role::Upstream => !self.own_spans.enabled,
+        }
+    }
+}
+
+fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    let valid = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(name.to_ascii_lowercase())
+    } else {
+        Err(err(field, format!("must be an HTTP header name (letters, digits, '-', '_'), got {name:?}")))
+    }
+}
+
+fn parse_session_source(field: &str, source: &str) -> Result<SessionSource, ConfigError> {
+    if source == "bearer" {
+        return Ok(SessionSource::BearerHash);
+    }
+    if let Some(name) = source.strip_prefix("header:") {
+        if name.eq_ignore_ascii_case("authorization") {
+            return Err(err(field, "use \"bearer\" for the Authorization header: it is only ever used as a hash"));
+        }
+        return header_name(field, name).map(SessionSource::Header);
+    }
+    if let Some(name) = source.strip_prefix("query:") {
+        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
+            return Ok(SessionSource::Query(name.to_string()));
+        }
+        return Err(err(field, format!("query parameter name must be letters, digits, '_', '-', '.', got {name:?}")));
+    }
+    Err(err(field, format!("expected \"header:<name>\", \"query:<name>\" or \"bearer\", got {source:?}")))
+}
+
+/// A `_meta` key: an optional reverse-DNS prefix ending in `/`, then a name. We require
+/// the prefix (our keys must not collide with the client's) and refuse the prefixes MCP
+/// reserves (second label `modelcontextprotocol` or `mcp`).
+fn meta_key(field: &str, key: String) -> Result<String, ConfigError> {
+    let Some((prefix, name)) = key.rsplit_once('/') else {
+        return Err(err(field, format!("must be a prefixed key like \"io.github.mcp-trace/request-id\", got {key:?}")));
+    };
+    let labels: Vec<&str> = prefix.split('.').collect();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && l.as_bytes()[0].is_ascii_alphabetic()
+            && l.as_bytes()[l.len() - 1].is_ascii_alphanumeric()
+    };
+    if labels.len() < 2 || !labels.iter().all(|l| label_ok(l)) {
+        return Err(err(field, format!("prefix {prefix:?} is not a reverse-DNS name like \"io.github.mcp-trace\"")));
+    }
+    if matches!(labels[1], "modelcontextprotocol" | "mcp") {
+        return Err(err(field, format!("prefix {prefix:?} is reserved by MCP (second label `{}`)", labels[1])));
+    }
+    let name_ok = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if !name_ok {
+        return Err(err(field, format!("name {name:?} must start and end with a letter or digit and contain only [A-Za-z0-9-_.]")));
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_configuration_gives_documented_defaults() {
+        for input in [&b""[..], b"  ", b"{}"] {
+            let c = Config::parse(input).unwrap();
+            assert_eq!(c, Config::parse(b"{}").unwrap());
+            assert_eq!(c.role, Role::Standalone);
+            assert_eq!(c.max_body_bytes, 512 * 1024);
+            assert_eq!(c.request_id_header, "x-request-id");
+            assert_eq!(
+                c.session_sources,
+                vec![
+                    SessionSource::Header("mcp-session-id".into()),
+                    SessionSource::Header("x-session-id".into()),
+                    SessionSource::Header("x-correlation-id".into()),
+                    SessionSource::Query("session_id".into()),
+                    SessionSource::BearerHash,
+                ]
+            );
+            assert!(c.generate_session_id);
+            assert!(c.meta.trace_context);
+            assert_eq!(c.meta.request_id_key.as_deref(), Some(DEFAULT_REQUEST_ID_KEY));
+            assert!(!c.own_spans.enabled);
+            assert!(!c.record_resource_uri);
+        }
+    }
+
+    #[test]
+    fn fields_are_read() {
+        let c = Config::parse(
+            br#"{"role":"upstream","max_body_bytes":1024,"request_id_header":"X-Trace-Id",
+                 "session_sources":["query:sid","header:X-Tenant-Session"],"generate_session_id":false,
+                 "meta":{"trace_context":false,"request_id_key":null,"session_id_key":"com.example/sid"},
+                 "own_spans":{"enabled":true,"cluster":"otlp","root_sample_ratio":0.5},
+                 "tool_metrics":["get_weather"]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.role, Role::Upstream);
+        assert_eq!(c.max_body_bytes, 1024);
+        assert_eq!(c.request_id_header, "x-trace-id");
+        assert_eq!(c.session_sources, vec![SessionSource::Query("sid".into()), SessionSource::Header("x-tenant-session".into())]);
+        assert!(!c.generate_session_id);
+        assert_eq!(c.meta.request_id_key, None);
+        assert_eq!(c.meta.session_id_key.as_deref(), Some("com.example/sid"));
+        assert!(c.own_spans.enabled);
+        assert_eq!(c.own_spans.root_sample_ratio, 0.5);
+        assert_eq!(c.tool_metrics, vec!["get_weather".to_string()]);
+        assert!(!c.writes_meta(), "upstream leaves _meta to the own-span writer");
+    }
+
+    fn refused(json: &str) -> String {
+        Config::parse(json.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_configurations_name_the_field_and_problem() {
+        assert!(refused(r#"{"max_body_bytez":1}"#).contains("unknown field `max_body_bytez`"));
+        assert!(refused(r#"{"max_body_bytes":0}"#).contains("field `max_body_bytes`: must be between"));
+        assert!(refused(r#"{"max_body_bytes":"big"}"#).contains("invalid type"));
+        assert!(refused(r#"{"max_body_bytes":-1}"#).contains("invalid value"));
+        assert!(refused(r#"{"role":"sidecar"}"#).contains("unknown variant `sidecar`"));
+        assert!(refused(r#"{"session_sources":["cookie:x"]}"#).contains("field `session_sources[0]`"));
+        assert!(refused(r#"{"session_sources":["bearer","bearer"]}"#).contains("listed twice"));
+        assert!(refused(r#"{"session_sources":["header:authorization"]}"#).contains("use \"bearer\""));
+        assert!(refused(r#"{"session_sources":["header:bad name"]}"#).contains("HTTP header name"));
+        assert!(refused(r#"{"request_id_header":"x\r\ny"}"#).contains("field `request_id_header`"));
+        assert!(refused(r#"{"meta":{"request_id_key":"io.modelcontextprotocol/x"}}"#).contains("reserved by MCP"));
+        assert!(refused(r#"{"meta":{"request_id_key":"dev.mcp/x"}}"#).contains("reserved by MCP"));
+        assert!(refused(r#"{"meta":{"session_id_key":"session"}}"#).contains("field `meta.session_id_key`"));
+        assert!(refused(r#"{"meta":{"session_id_key":"com.example/-x"}}"#).contains("must start and end"));
+        assert!(refused(r#"{"own_spans":{"root_sample_ratio":1.5}}"#).contains("field `own_spans.root_sample_ratio`"));
+        assert!(refused(r#"{"own_spans":{"enabled":true,"cluster":""}}"#).contains("field `own_spans.cluster`"));
+        assert!(refused(r#"{"own_spans":{"max_batch_spans":99999}}"#).contains("field `own_spans.max_batch_spans`"));
+        assert!(refused(r#"{"endpoint_paths":["mcp"]}"#).contains("field `endpoint_paths[0]`"));
+        assert!(refused(r#"{"tool_metrics":["a b"]}"#).contains("field `tool_metrics[0]`"));
+        assert!(refused("[1,2]").contains("invalid"), "{}", refused("[1,2]"));
+        assert!(refused("null").contains("invalid type"));
+        assert!(refused("{").contains("EOF"));
+    }
+
+    #[test]
+    fn role_decides_who_writes_meta() {
+        let mut c = Config::parse(b"{}").unwrap();
+        assert!(c.writes_meta());
+        c.role = Role::Downstream;
+        assert!(!c.writes_meta());
+        c.own_spans.enabled = true;
+        assert!(c.writes_meta());
+        c.role = Role::Upstream;
+        assert!(!c.writes_meta());
+    }
+}

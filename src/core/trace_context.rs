@@ -1,0 +1,208 @@
+//! W3C Trace Context: parsing and validating `traceparent`/`tracestate`, and minting the
+//! span ids this proxy reports.
+
+use crate::core::ids::random_bytes;
+use crate::core::text::{is_lower_hex, to_hex};
+
+/// A validated `traceparent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// Parses a `traceparent` by W3C Trace Context level 1: version 00 is exactly 55
+    /// characters of lowercase hex and dashes; a higher version may append fields after
+    /// the flags (we keep only the first four); version ff and all-zero ids are invalid.
+    pub fn parse(value: &str) -> Option<TraceParent> {
+        let value = value.trim_matches(|c| c == ' ' || c == '\t');
+        let bytes = value.as_bytes();
+        if bytes.len() < 55 || !value.is_ascii() {
+            return None;
+        }
+        let (version, trace_id, span_id, flags) = (&value[0..2], &value[3..35], &value[36..52], &value[53..55]);
+        if bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
+            return None;
+        }
+        if ![version, trace_id, span_id, flags].iter().all(|p| is_lower_hex(p)) || version == "ff" {
+            return None;
+        }
+        if version == "00" && bytes.len() != 55 {
+            return None;
+        }
+        if bytes.len() > 55 && bytes[55] != b'-' {
+            return None;
+        }
+        let mut parsed = TraceParent { trace_id: [0; 16], span_id: [0; 8], flags: 0 };
+        hex::decode_to_slice(trace_id, &mut parsed.trace_id).ok()?;
+        hex::decode_to_slice(span_id, &mut parsed.span_id).ok()?;
+        let mut flag = [0u8; 1];
+        hex::decode_to_slice(flags, &mut flag).ok()?;
+        parsed.flags = flag[0];
+        if parsed.trace_id == [0; 16] || parsed.span_id == [0; 8] {
+            return None;
+        }
+        Some(parsed)
+    }
+
+    pub fn sampled(&self) -> bool {
+        self.flags & 0x01 == 0x01
+    }
+
+    /// The version-00 header value.
+    pub fn to_header(&self) -> String {
+        format!("00-{}-{}-{:02x}", to_hex(&self.trace_id), to_hex(&self.span_id), self.flags)
+    }
+
+    pub fn trace_id_hex(&self) -> String {
+        to_hex(&self.trace_id)
+    }
+
+    pub fn span_id_hex(&self) -> String {
+        to_hex(&self.span_id)
+    }
+
+    /// The same trace and flags with a new parent span id: what a child span propagates.
+    pub fn with_span_id(&self, span_id: [u8; 8]) -> TraceParent {
+        TraceParent { span_id, ..*self }
+    }
+}
+
+/// A random, non-zero span id, or None if the host had no randomness.
+pub fn new_span_id() -> Option<[u8; 8]> {
+    let mut id = [0u8; 8];
+    (random_bytes(&mut id) && id != [0; 8]).then_some(id)
+}
+
+/// A random, non-zero trace id, or None if the host had no randomness.
+pub fn new_trace_id() -> Option<[u8; 16]> {
+    let mut id = [0u8; 16];
+    (random_bytes(&mut id) && id != [0; 16]).then_some(id)
+}
+
+/// Most list members W3C allows in `tracestate`.
+pub const MAX_TRACESTATE_MEMBERS: usize = 32;
+/// Longest `tracestate` we propagate (W3C: propagate at least 512; Envoy's MCP filter
+/// accepts up to 1024). Longer values are dropped whole rather than truncated, because
+/// truncating would need member-level priorities we do not know.
+pub const MAX_TRACESTATE_LEN: usize = 512;
+
+/// Validates a `tracestate` value: at most 32 members of `key=value`, keys by the W3C
+/// grammar (lowercase simple key or `tenant@system`), values of printable ASCII without
+/// `,` or `=`, no duplicate keys, at most 512 characters. Returns the value unchanged
+/// (the spec forbids reordering on pass-through) or None.
+pub fn validate_tracestate(value: &str) -> Option<&str> {
+    if value.len() > MAX_TRACESTATE_LEN || !value.is_ascii() {
+        return None;
+    }
+    let mut keys: Vec<&str> = Vec::new();
+    for member in value.split(',') {
+        let member = member.trim_matches(|c| c == ' ' || c == '\t');
+        if member.is_empty() {
+            continue; // empty list members are allowed and ignored
+        }
+        let (key, val) = member.split_once('=')?;
+        if !tracestate_key_ok(key) || !tracestate_value_ok(val) || keys.contains(&key) {
+            return None;
+        }
+        keys.push(key);
+        if keys.len() > MAX_TRACESTATE_MEMBERS {
+            return None;
+        }
+    }
+    (!keys.is_empty()).then_some(value)
+}
+
+fn tracestate_key_ok(key: &str) -> bool {
+    let simple = |k: &str, max: usize| {
+        let b = k.as_bytes();
+        !b.is_empty()
+            && b.len() <= max
+            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/".contains(c))
+    };
+    match key.split_once('@') {
+        None => simple(key, 256),
+        Some((tenant, system)) => simple(tenant, 241) && simple(system, 14),
+    }
+}
+
+fn tracestate_value_ok(value: &str) -> bool {
+    let b = value.as_bytes();
+    !b.is_empty()
+        && b.len() <= 256
+        && b.iter().all(|&c| (0x20..=0x7E).contains(&c) && c != b',' && c != b'=')
+        && b[b.len() - 1] != b' '
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_and_round_trips_version_00() {
+        let tp = TraceParent::parse(VALID).unwrap();
+        assert_eq!(tp.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(tp.span_id_hex(), "00f067aa0ba902b7");
+        assert!(tp.sampled());
+        assert_eq!(tp.to_header(), VALID);
+    }
+
+    #[test]
+    fn rejects_invalid_traceparents() {
+        let cases = [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",   // short
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", // v00 with extra
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  // uppercase
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  // zero trace id
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  // zero span id
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // forbidden version
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // separator
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",  // non-hex
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nx: y",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é",
+        ];
+        for case in cases {
+            assert_eq!(TraceParent::parse(case), None, "{case:?}");
+        }
+    }
+
+    #[test]
+    fn accepts_future_versions_with_more_fields() {
+        let tp = TraceParent::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").unwrap();
+        assert_eq!(tp.to_header(), VALID, "re-emitted as version 00");
+        assert!(TraceParent::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x").is_none());
+    }
+
+    #[test]
+    fn child_keeps_trace_and_flags() {
+        let tp = TraceParent::parse(VALID).unwrap();
+        let child = tp.with_span_id(new_span_id().unwrap());
+        assert_eq!(child.trace_id, tp.trace_id);
+        assert_eq!(child.flags, tp.flags);
+        assert_ne!(child.span_id, tp.span_id);
+    }
+
+    #[test]
+    fn tracestate_rules() {
+        assert_eq!(validate_tracestate("congo=t61rcWkgMzE"), Some("congo=t61rcWkgMzE"));
+        assert!(validate_tracestate("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE").is_some());
+        assert!(validate_tracestate("tenant@vendor=v, a=b").is_some());
+        assert!(validate_tracestate("").is_none());
+        assert!(validate_tracestate("Upper=x").is_none());
+        assert!(validate_tracestate("a=b,a=c").is_none(), "duplicate keys");
+        assert!(validate_tracestate("a=b=c").is_none());
+        assert!(validate_tracestate("a=").is_none());
+        assert!(validate_tracestate("a=b\r\nx").is_none());
+        let members: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+        assert!(validate_tracestate(&members.join(",")).is_none(), "33 members");
+        assert!(validate_tracestate(&members[..32].join(",")).is_some(), "32 members");
+        let long = format!("a={}", "x".repeat(MAX_TRACESTATE_LEN));
+        assert!(validate_tracestate(&long).is_none());
+    }
+}

@@ -1,0 +1,12 @@
+//! `mcp-trace`: a proxy-wasm filter for Envoy that makes MCP traffic traceable.
+//!
+//! The crate has two layers:
+//! - [`core`]: everything that understands MCP, JSON-RPC, W3C trace context, SSE and
+//!   OpenTelemetry span data. Plain Rust, no proxy-wasm types, unit-tested natively.
+//! - `filter` (wasm32 only): the thin proxy-wasm layer that moves headers and bytes
+//!   between Envoy and the core, and nothing else.
+
+pub mod core;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;
