@@ -259,7 +259,10 @@ impl Config {
             return Err(err("own_spans.max_queue_spans", format!("must be between 1 and 1000000, got {}", own.max_queue_spans)));
         }
         if own.max_batch_spans == 0 || own.max_batch_spans > own.max_queue_spans {
-            return Err(err("own_spans.max_batch_spans", format!("must be between 1 and max_queue_spans ({}), got {}", own.max_queue_spans, own.max_batch_spans)));
+            return Err(err(
+                "own_spans.max_batch_spans",
+                format!("must be between 1 and max_queue_spans ({}), got {}", own.max_queue_spans, own.max_batch_spans),
+            ));
         }
         if own.timeout_ms == 0 {
             return Err(err("own_spans.timeout_ms", "must be greater than 0"));
@@ -278,7 +281,10 @@ impl Config {
         }
         for (i, tool) in raw.tool_metrics.iter().enumerate() {
             if !tool.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./".contains(&b)) || tool.is_empty() || tool.len() > 64 {
-                return Err(err(&format!("tool_metrics[{i}]"), format!("tool names for metrics must be 1-64 characters of [A-Za-z0-9_.-/], got {tool:?}")));
+                return Err(err(
+                    &format!("tool_metrics[{i}]"),
+                    format!("tool names for metrics must be 1-64 characters of [A-Za-z0-9_.-/], got {tool:?}"),
+                ));
             }
         }
         Ok(Config {

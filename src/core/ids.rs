@@ -12,6 +12,17 @@ pub fn random_bytes(buf: &mut [u8]) -> bool {
     getrandom::fill(buf).is_ok()
 }
 
+/// A uniform number in [0, 1) for sampling draws (0.0 if the host had no randomness,
+/// which keeps rather than silently drops).
+pub fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    if !random_bytes(&mut bytes) {
+        return 0.0;
+    }
+    // 53 random bits: the precision of an f64 mantissa.
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A fresh 128-bit id as 32 lowercase hex characters, or None if the host has no
 /// randomness to give (never expected in Envoy; the caller then passes traffic untraced).
 pub fn generate_id() -> Option<String> {

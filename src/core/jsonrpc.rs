@@ -80,7 +80,10 @@ pub enum ParamsLayout {
 pub enum MetaLayout {
     Absent,
     /// `_meta` is an object; members in document order.
-    Object { open: usize, members: Vec<Member> },
+    Object {
+        open: usize,
+        members: Vec<Member>,
+    },
     /// `_meta` exists but is not an object: left alone.
     Untouchable,
 }
@@ -105,6 +108,8 @@ pub struct MetaContext<'a> {
 }
 
 /// A recognised body.
+// The single message, by far the common case, stays inline: no allocation for it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body<'a> {
     Single(Message<'a>),
@@ -298,11 +303,7 @@ fn read_meta<'a>(body: &'a [u8], raw: &'a RawValue, msg: &mut Message<'a>) -> Me
             "traceparent" => msg.meta_context.traceparent = Some(as_str()),
             "tracestate" => msg.meta_context.tracestate = Some(as_str()),
             "baggage" => msg.meta_context.baggage = Some(as_str()),
-            "io.modelcontextprotocol/protocolVersion" => {
-                if msg.protocol_version.is_none() {
-                    msg.protocol_version = json_str(value);
-                }
-            }
+            "io.modelcontextprotocol/protocolVersion" if msg.protocol_version.is_none() => msg.protocol_version = json_str(value),
             _ => {}
         }
         members.push(Member { key, key_start, value_start, value_end });
@@ -389,7 +390,9 @@ mod tests {
 
     #[test]
     fn reads_targets_by_method() {
-        let m = single(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Paris","units":"c"}}}"#);
+        let m = single(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Paris","units":"c"}}}"#,
+        );
         assert_eq!(m.target.as_deref(), Some("get_weather"));
         assert_eq!(m.argument_keys, vec!["city", "units"]);
         let m = single(r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"greet"}}"#);
@@ -402,7 +405,9 @@ mod tests {
         assert_eq!(m.target, None, "wrong type is ignored, not fatal");
         let m = single(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#);
         assert_eq!(m.protocol_version.as_deref(), Some("2025-11-25"));
-        let m = single(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#);
+        let m = single(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        );
         assert_eq!(m.protocol_version.as_deref(), Some("2026-07-28"));
     }
 

@@ -272,7 +272,10 @@ mod tests {
         let mut w = write_tp();
         w.remove("tracestate");
         let input = r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"tracestate":"x"}}}"#;
-        assert_eq!(apply(input, &w), format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"_meta":{{"traceparent":"{TP}"}}}}}}"#));
+        assert_eq!(
+            apply(input, &w),
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"_meta":{{"traceparent":"{TP}"}}}}}}"#)
+        );
     }
 
     #[test]
@@ -327,9 +330,9 @@ mod tests {
                 format!("{tp},"),
                 tp.clone(),
             ];
-            let matched = candidates.iter().any(|frag| {
-                out.find(frag.as_str()).is_some_and(|at| format!("{}{}", &out[..at], &out[at + frag.len()..]) == input)
-            });
+            let matched = candidates
+                .iter()
+                .any(|frag| out.find(frag.as_str()).is_some_and(|at| format!("{}{}", &out[..at], &out[at + frag.len()..]) == input));
             assert!(matched, "not byte-preserving:\n in: {input}\nout: {out}");
         }
     }

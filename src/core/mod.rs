@@ -3,10 +3,18 @@
 
 pub mod baggage;
 pub mod config;
+pub mod exchange;
 pub mod headers;
 pub mod ids;
+pub mod json_scan;
 pub mod jsonrpc;
+pub mod log_context;
 pub mod meta_splice;
+pub mod metrics;
+pub mod otlp;
+pub mod propagation;
 pub mod session;
+pub mod span;
+pub mod sse;
 pub mod text;
 pub mod trace_context;

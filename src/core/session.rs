@@ -56,9 +56,15 @@ pub fn resolve_session<'h>(
 ) -> Option<Session> {
     for source in sources {
         let found = match source {
-            SessionSource::Header(name) => header(name).filter(|v| is_visible_ascii(v, MAX_SESSION_ID_LEN)).map(|v| (v.to_string(), SessionOrigin::Header)),
-            SessionSource::Query(name) => query_param(path, name).filter(|v| is_visible_ascii(v, MAX_SESSION_ID_LEN)).map(|v| (v.to_string(), SessionOrigin::Query)),
-            SessionSource::BearerHash => header(crate::core::headers::AUTHORIZATION).and_then(bearer_token).map(|t| (bearer_session_id(t), SessionOrigin::BearerHash)),
+            SessionSource::Header(name) => {
+                header(name).filter(|v| is_visible_ascii(v, MAX_SESSION_ID_LEN)).map(|v| (v.to_string(), SessionOrigin::Header))
+            }
+            SessionSource::Query(name) => {
+                query_param(path, name).filter(|v| is_visible_ascii(v, MAX_SESSION_ID_LEN)).map(|v| (v.to_string(), SessionOrigin::Query))
+            }
+            SessionSource::BearerHash => header(crate::core::headers::AUTHORIZATION)
+                .and_then(bearer_token)
+                .map(|t| (bearer_session_id(t), SessionOrigin::BearerHash)),
         };
         if let Some((id, origin)) = found {
             return Some(Session { id, origin });
@@ -110,12 +116,8 @@ mod tests {
 
     #[test]
     fn follows_the_documented_order() {
-        let all = [
-            ("mcp-session-id", "mcp-1"),
-            ("x-session-id", "xs-1"),
-            ("x-correlation-id", "xc-1"),
-            ("authorization", "Bearer secret-token"),
-        ];
+        let all =
+            [("mcp-session-id", "mcp-1"), ("x-session-id", "xs-1"), ("x-correlation-id", "xc-1"), ("authorization", "Bearer secret-token")];
         assert_eq!(resolve(&all, "/mcp?session_id=q-1").unwrap().id, "mcp-1");
         assert_eq!(resolve(&all[1..], "/mcp?session_id=q-1").unwrap().id, "xs-1");
         assert_eq!(resolve(&all[2..], "/mcp?session_id=q-1").unwrap().id, "xc-1");

@@ -131,10 +131,7 @@ fn tracestate_key_ok(key: &str) -> bool {
 
 fn tracestate_value_ok(value: &str) -> bool {
     let b = value.as_bytes();
-    !b.is_empty()
-        && b.len() <= 256
-        && b.iter().all(|&c| (0x20..=0x7E).contains(&c) && c != b',' && c != b'=')
-        && b[b.len() - 1] != b' '
+    !b.is_empty() && b.len() <= 256 && b.iter().all(|&c| (0x20..=0x7E).contains(&c) && c != b',' && c != b'=') && b[b.len() - 1] != b' '
 }
 
 #[cfg(test)]

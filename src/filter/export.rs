@@ -1,0 +1,61 @@
+//! Batched export of the filter's own spans.
+//!
+//! Finished spans go into a bounded queue owned by this VM (one per Envoy worker): a
+//! push is a memory operation, not a host call. The root context's tick drains up to
+//! `max_batch_spans` into one OTLP/HTTP JSON request through `dispatch_http_call` to
+//! the configured cluster. A full queue drops the newest span and counts it.
+
+use crate::core::config::OwnSpansConfig;
+use crate::core::otlp::{encode_export, SpanRecord};
+use proxy_wasm::hostcalls;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+thread_local! {
+    static QUEUE: RefCell<VecDeque<SpanRecord>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// Queues a span; false if the queue was full and it was dropped.
+pub fn enqueue(span: SpanRecord, max_queue: usize) -> bool {
+    QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        if q.len() >= max_queue {
+            return false;
+        }
+        q.push_back(span);
+        true
+    })
+}
+
+/// Sends up to one batch. Returns the number of spans sent (0 if none queued), or Err
+/// with the number of spans lost when the host refused the call.
+pub fn flush(config: &OwnSpansConfig) -> Result<usize, usize> {
+    let batch: Vec<SpanRecord> = QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        let n = q.len().min(config.max_batch_spans);
+        q.drain(..n).collect()
+    });
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let body = encode_export(&config.service_name, &batch);
+    let headers = vec![
+        (":method", "POST"),
+        (":path", config.path.as_str()),
+        (":authority", config.authority.as_str()),
+        ("content-type", "application/json"),
+    ];
+    match hostcalls::dispatch_http_call(&config.cluster, headers, Some(&body), vec![], Duration::from_millis(config.timeout_ms)) {
+        Ok(_) => Ok(batch.len()),
+        Err(status) => {
+            log::warn!("own-span export: dispatch to cluster {:?} refused ({status:?}); {} spans lost", config.cluster, batch.len());
+            Err(batch.len())
+        }
+    }
+}
+
+/// Spans still waiting.
+pub fn queued() -> usize {
+    QUEUE.with(|q| q.borrow().len())
+}
