@@ -49,7 +49,12 @@ pub trait Host {
     fn response_body(&self, size: usize) -> Option<Vec<u8>>;
     /// Filter state read by Envoy's tracing (`%FILTER_STATE(wasm.<key>:PLAIN)%`).
     fn set_property(&mut self, key: &str, value: &str);
-    fn increment(&mut self, counter: Counter);
+    /// Filter state set by this or the other instance of the filter on this stream.
+    fn property(&self, key: &str) -> Option<String>;
+    fn increment(&mut self, counter: Counter) {
+        self.add(counter, 1);
+    }
+    fn add(&mut self, counter: Counter, by: i64);
     fn increment_tool(&mut self, tool: &str);
     fn record_duration_ms(&mut self, ms: u64);
     fn now_unix_nanos(&self) -> u64;
@@ -130,6 +135,7 @@ pub struct Exchange {
     status: u16,
     started_ns: u64,
     finished: bool,
+    logged: bool,
 }
 
 impl Exchange {
@@ -153,6 +159,7 @@ impl Exchange {
             status: 0,
             started_ns: 0,
             finished: false,
+            logged: false,
         }
     }
 
@@ -160,9 +167,10 @@ impl Exchange {
         log_context::prefix(self.request_id.as_deref(), self.session.as_ref().map(|s| s.id.as_str()))
     }
 
-    /// Tags Envoy's span only from the HCM-chain instance: filter state set in the
-    /// router's upstream filter chain belongs to the upstream request, not to the span.
-    fn tags_envoy_span(&self) -> bool {
+    /// Stats, logs and Envoy's span tags come from the HCM instance only, so the router's
+    /// upstream instance (which sees the same request again, per attempt) does not
+    /// count it twice.
+    fn reports(&self) -> bool {
         self.config.role != Role::Upstream
     }
 
@@ -204,18 +212,19 @@ impl Exchange {
         }
 
         let Some(transport) = self.transport else {
-            host.increment(Counter::Passthrough(PassReason::NotMcp));
+            if self.reports() {
+                host.increment(Counter::Passthrough(PassReason::NotMcp));
+            }
             return Action::Continue;
         };
 
         // Session.
         if self.config.role == Role::Upstream {
-            self.session = get(headers::INTERNAL_SESSION)
+            // The HCM instance resolved it; its filter state is visible here.
+            self.session = host
+                .property(keys::MCP_SESSION_ID)
                 .filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN + 32))
-                .map(|s| Session { id: s.to_string(), origin: SessionOrigin::Remembered });
-            if get(headers::INTERNAL_SESSION).is_some() {
-                host.set_request_header(headers::INTERNAL_SESSION, None);
-            }
+                .map(|s| Session { id: s, origin: SessionOrigin::Remembered });
         } else {
             self.carried_session_header = get(headers::MCP_SESSION_ID).is_some_and(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN));
             self.session = resolve_session(&self.config.session_sources, |name| get(name), &self.path, false);
@@ -229,10 +238,13 @@ impl Exchange {
             if self.session.is_none() && self.config.generate_session_id {
                 self.session = resolve_session(&[], |_| None, "", true);
             }
-            if self.config.role == Role::Downstream {
-                if let Some(s) = &self.session {
-                    host.set_request_header(headers::INTERNAL_SESSION, Some(&s.id));
-                }
+            // Published now, not with the body: the router's upstream instance reads it
+            // in its own header phase.
+            if let Some(s) = &self.session {
+                host.set_property(keys::MCP_SESSION_ID, &s.id);
+            }
+            if let Some(id) = &self.request_id {
+                host.set_property(keys::REQUEST_ID, id);
             }
             // Invalid trace context in headers is dropped here, never forwarded.
             if let Some(ts) = get(headers::TRACESTATE) {
@@ -253,13 +265,17 @@ impl Exchange {
         match transport {
             Transport::Post => {
                 if end_of_stream {
-                    host.increment(Counter::Passthrough(PassReason::Malformed));
+                    if self.reports() {
+                        host.increment(Counter::Passthrough(PassReason::Malformed));
+                    }
                     self.transport = None;
                     return Action::Continue;
                 }
                 let declared = get(headers::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
                 if declared.is_some_and(|len| len > self.config.max_body_bytes) {
-                    host.increment(Counter::Passthrough(PassReason::OverLimit));
+                    if self.reports() {
+                        host.increment(Counter::Passthrough(PassReason::OverLimit));
+                    }
                     log::debug!("{} body of {} bytes is over max_body_bytes, passed through", self.log_prefix(), declared.unwrap_or(0));
                     self.transport = None;
                     self.phase = Phase::Bypass;
@@ -279,22 +295,18 @@ impl Exchange {
                 }
             }
             Transport::Stream | Transport::SessionEnd => {
-                if self.tags_envoy_span() {
+                if self.reports() {
                     let verb = if transport == Transport::Stream { "GET" } else { "DELETE" };
                     host.set_property(keys::SPAN_NAME, &format!("{verb} {path_only}"));
-                    if let Some(s) = &self.session {
-                        host.set_property(keys::MCP_SESSION_ID, &s.id);
-                    }
-                    if let Some(id) = &self.request_id {
-                        host.set_property(keys::REQUEST_ID, id);
-                    }
                 }
                 if transport == Transport::SessionEnd {
                     if let Some(s) = &self.session {
                         host.forget_session(&s.id);
                     }
                 }
-                log::debug!("{} {method} {path_only}", self.log_prefix());
+                if self.reports() {
+                    log::debug!("{} {method} {path_only}", self.log_prefix());
+                }
                 Action::Continue
             }
         }
@@ -345,7 +357,9 @@ impl Exchange {
     }
 
     fn give_up_body(&mut self, host: &mut impl Host) {
-        host.increment(Counter::Passthrough(PassReason::OverLimit));
+        if self.reports() {
+            host.increment(Counter::Passthrough(PassReason::OverLimit));
+        }
         log::debug!("{} request body over max_body_bytes ({}), passed through", self.log_prefix(), self.config.max_body_bytes);
         self.phase = Phase::Bypass;
         self.transport = None;
@@ -361,8 +375,10 @@ impl Exchange {
                     Rejection::Malformed => PassReason::Malformed,
                     Rejection::NotJsonRpc => PassReason::NotJsonRpc,
                 };
-                host.increment(Counter::Passthrough(reason));
-                log::debug!("{} POST body is not JSON-RPC ({reason:?}), passed through", self.log_prefix());
+                if self.reports() {
+                    host.increment(Counter::Passthrough(reason));
+                    log::debug!("{} POST body is not JSON-RPC ({reason:?}), passed through", self.log_prefix());
+                }
                 self.transport = None;
                 return;
             }
@@ -376,7 +392,9 @@ impl Exchange {
         };
         let mut writes: Vec<MetaWrite> = Vec::with_capacity(messages.len());
         for message in messages {
-            host.increment(Counter::Request(method_index(message.method.as_deref())));
+            if self.reports() {
+                host.increment(Counter::Request(method_index(message.method.as_deref())));
+            }
             let facts = RequestFacts {
                 request_id: self.request_id.as_deref().unwrap_or(""),
                 session_id: self.session.as_ref().map(|s| s.id.as_str()),
@@ -393,12 +411,14 @@ impl Exchange {
                 outcome: None,
                 tool: (message.method.as_deref() == Some("tools/call")).then(|| message.target.as_deref().map(str::to_string)).flatten(),
             };
-            if let Some(tool) = &op.tool {
+            if let Some(tool) = op.tool.as_ref().filter(|_| self.reports()) {
                 if self.config.tool_metrics.iter().any(|t| t == tool) {
                     host.increment_tool(tool);
                 }
             }
-            self.log_message(message);
+            if self.reports() {
+                self.log_message(message);
+            }
             let mut write = MetaWrite::default();
             if self.config.writes_meta() && message.kind != MessageKind::Response {
                 if self.config.meta.trace_context || mode == ParentMode::OwnSpan {
@@ -428,7 +448,7 @@ impl Exchange {
                 host.set_request_header(headers::CONTENT_LENGTH, Some(&new_body.len().to_string()));
             }
         }
-        if self.tags_envoy_span() {
+        if self.reports() {
             self.tag_request(host);
         }
     }
@@ -472,9 +492,9 @@ impl Exchange {
         }
         self.learn_session(host);
         let known_session = self.carried_session_header && self.session.as_ref().is_some_and(|s| host.recall_session(&s.id).is_some());
-        if self.status == 404 && known_session {
+        if self.status == 404 && known_session && self.reports() {
             host.increment(Counter::SessionExpired);
-            if self.tags_envoy_span() {
+            if self.reports() {
                 host.set_property(keys::SESSION_EXPIRED, "true");
             }
             if let Some(s) = &self.session {
@@ -520,7 +540,7 @@ impl Exchange {
                 op.attributes.retain(|(k, _)| *k != keys::MCP_SESSION_ID);
                 op.attributes.push((keys::MCP_SESSION_ID, Value::Str(s.id.clone())));
             }
-            if self.tags_envoy_span() {
+            if self.reports() {
                 host.set_property(keys::MCP_SESSION_ID, &s.id);
             }
         }
@@ -548,7 +568,6 @@ impl Exchange {
                         reader.feed(&chunk, &mut events);
                         for event in events {
                             self.sse.events += 1;
-                            host.increment(Counter::SseEvents);
                             found.extend(event.messages);
                         }
                     }
@@ -606,6 +625,12 @@ impl Exchange {
                 op.outcome = Some(http_outcome.clone());
             }
         }
+        if !self.reports() {
+            return;
+        }
+        if self.sse.events > 0 {
+            host.add(Counter::SseEvents, self.sse.events);
+        }
         for op in &self.operations {
             if let Some(outcome) = op.outcome.as_ref().filter(|o| o.is_error()) {
                 let class = match outcome.error_type.as_deref() {
@@ -617,9 +642,6 @@ impl Exchange {
                 log::debug!("{} {} failed: error.type={}", self.log_prefix(), op.name, outcome.error_type.as_deref().unwrap_or(""));
             }
         }
-        if !self.tags_envoy_span() {
-            return;
-        }
         let primary = self.operations.first().and_then(|op| op.outcome.clone()).or_else(|| http_outcome.is_error().then_some(http_outcome));
         if let Some(outcome) = primary {
             for (key, value) in outcome.attributes() {
@@ -628,20 +650,25 @@ impl Exchange {
         }
         if self.sse.events > 0 {
             host.set_property(keys::SSE_EVENTS, &self.sse.events.to_string());
-            host.set_property(keys::SSE_NOTIFICATIONS, &self.sse.notifications.to_string());
-            host.set_property(keys::SSE_REQUESTS, &self.sse.requests.to_string());
+            if self.sse.notifications > 0 {
+                host.set_property(keys::SSE_NOTIFICATIONS, &self.sse.notifications.to_string());
+            }
+            if self.sse.requests > 0 {
+                host.set_property(keys::SSE_REQUESTS, &self.sse.requests.to_string());
+            }
         }
     }
 
     /// The stream is over (Envoy's access-log point): record the duration and export
     /// own spans.
     pub fn on_log(&mut self, host: &mut impl Host) {
-        if self.transport.is_none() {
+        if self.transport.is_none() || self.logged {
             return;
         }
+        self.logged = true;
         self.finish_response(host);
         let now = host.now_unix_nanos();
-        if self.tags_envoy_span() && !self.operations.is_empty() {
+        if self.reports() && !self.operations.is_empty() {
             host.record_duration_ms(now.saturating_sub(self.started_ns) / 1_000_000);
         }
         if !self.own_spans() {

@@ -18,7 +18,3 @@ pub const AUTHORIZATION: &str = "authorization";
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
 pub const BAGGAGE: &str = "baggage";
-
-/// Hands the resolved session id from the HCM instance of the filter to its router
-/// upstream instance. The upstream instance removes it, so the MCP server never sees it.
-pub const INTERNAL_SESSION: &str = "x-mcp-trace-session";

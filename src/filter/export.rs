@@ -5,12 +5,11 @@
 //! `max_batch_spans` into one OTLP/HTTP JSON request through `dispatch_http_call` to
 //! the configured cluster. A full queue drops the newest span and counts it.
 
+use super::abi;
 use crate::core::config::OwnSpansConfig;
 use crate::core::otlp::{encode_export, SpanRecord};
-use proxy_wasm::hostcalls;
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::time::Duration;
 
 thread_local! {
     static QUEUE: RefCell<VecDeque<SpanRecord>> = const { RefCell::new(VecDeque::new()) };
@@ -40,22 +39,17 @@ pub fn flush(config: &OwnSpansConfig) -> Result<usize, usize> {
         return Ok(0);
     }
     let body = encode_export(&config.service_name, &batch);
-    let headers = vec![
+    let headers = [
         (":method", "POST"),
         (":path", config.path.as_str()),
         (":authority", config.authority.as_str()),
         ("content-type", "application/json"),
     ];
-    match hostcalls::dispatch_http_call(&config.cluster, headers, Some(&body), vec![], Duration::from_millis(config.timeout_ms)) {
+    match abi::http_call(&config.cluster, &headers, &body, config.timeout_ms.min(u32::MAX as u64) as u32) {
         Ok(_) => Ok(batch.len()),
         Err(status) => {
-            log::warn!("own-span export: dispatch to cluster {:?} refused ({status:?}); {} spans lost", config.cluster, batch.len());
+            log::warn!("own-span export: dispatch to cluster {:?} refused (status {status}); {} spans lost", config.cluster, batch.len());
             Err(batch.len())
         }
     }
-}
-
-/// Spans still waiting.
-pub fn queued() -> usize {
-    QUEUE.with(|q| q.borrow().len())
 }

@@ -1,16 +1,15 @@
 //! The HTTP context: forwards each callback to the core [`Exchange`] and implements its
-//! [`Host`] over proxy-wasm host calls.
+//! [`Host`] over the proxy-wasm ABI.
 
+use super::abi;
 use super::export;
 use super::root::Shared;
 use crate::core::exchange::{Action as CoreAction, Exchange, Host};
 use crate::core::metrics::Counter;
 use crate::core::otlp::SpanRecord;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, MapType};
+use proxy_wasm::types::Action;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
 pub struct Http {
     shared: Rc<Shared>,
@@ -31,62 +30,65 @@ fn action(a: CoreAction) -> Action {
     }
 }
 
-/// The host side of the exchange. Kept separate from `Http` so the exchange can be
-/// borrowed mutably alongside it.
+/// The host side of the exchange. Separate from `Http` so the exchange can be
+/// borrowed mutably beside it.
 struct EnvoyHost<'a> {
     shared: &'a Shared,
 }
 
 impl Host for EnvoyHost<'_> {
     fn request_protocol(&self) -> Option<String> {
-        let bytes = hostcalls::get_property(vec!["request", "protocol"]).ok().flatten()?;
-        String::from_utf8(bytes).ok()
+        abi::get_property(&["request", "protocol"]).map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     fn request_headers(&self) -> Vec<(String, String)> {
-        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+        abi::get_header_pairs(abi::MAP_REQUEST_HEADERS)
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
-        if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
-            log::debug!("mcp-trace: could not set request header {name} ({status:?})");
+        if let Err(status) = abi::set_header(abi::MAP_REQUEST_HEADERS, name, value) {
+            log::debug!("mcp-trace: request header {name} not set (status {status})");
         }
     }
 
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
-        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten()
+        abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, size)
     }
 
     fn replace_request_body(&mut self, body: &[u8]) {
-        // Replace the whole buffered body: start 0, size = everything Envoy holds.
-        if let Err(status) = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, usize::MAX, body) {
-            log::debug!("mcp-trace: could not replace the request body ({status:?})");
+        // Start 0, size = everything Envoy holds: the whole buffered body is replaced.
+        if let Err(status) = abi::set_buffer(abi::BUFFER_REQUEST_BODY, 0, usize::MAX, body) {
+            log::debug!("mcp-trace: request body not replaced (status {status})");
         }
     }
 
     fn response_header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+        abi::get_header(abi::MAP_RESPONSE_HEADERS, name)
     }
 
     fn set_response_header(&mut self, name: &str, value: &str) {
-        if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
-            log::debug!("mcp-trace: could not set response header {name} ({status:?})");
+        if let Err(status) = abi::set_header(abi::MAP_RESPONSE_HEADERS, name, Some(value)) {
+            log::debug!("mcp-trace: response header {name} not set (status {status})");
         }
     }
 
     fn response_body(&self, size: usize) -> Option<Vec<u8>> {
-        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten()
+        abi::get_buffer(abi::BUFFER_RESPONSE_BODY, 0, size)
     }
 
     fn set_property(&mut self, key: &str, value: &str) {
-        // One dotted key: Envoy stores it as filter state `wasm.<key>`.
-        if let Err(status) = hostcalls::set_property(vec![key], Some(value.as_bytes())) {
-            log::debug!("mcp-trace: could not set property {key} ({status:?})");
+        if let Err(status) = abi::set_property(key, value.as_bytes()) {
+            log::debug!("mcp-trace: property {key} not set (status {status})");
         }
     }
 
-    fn increment(&mut self, counter: Counter) {
-        self.shared.metrics.increment(counter);
+    fn property(&self, key: &str) -> Option<String> {
+        let name = format!("wasm.{key}");
+        abi::get_property(&["filter_state", &name]).map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    fn add(&mut self, counter: Counter, by: i64) {
+        self.shared.metrics.add(counter, by);
     }
 
     fn increment_tool(&mut self, tool: &str) {
@@ -98,7 +100,7 @@ impl Host for EnvoyHost<'_> {
     }
 
     fn now_unix_nanos(&self) -> u64 {
-        hostcalls::get_current_time().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as u64)
+        abi::now_nanos()
     }
 
     fn emit_span(&mut self, span: SpanRecord) {
@@ -120,7 +122,14 @@ impl Host for EnvoyHost<'_> {
     }
 }
 
-impl Context for Http {}
+impl Context for Http {
+    /// The router's upstream filter chain gets `on_done` but never `on_log`.
+    fn on_done(&mut self) -> bool {
+        let mut host = EnvoyHost { shared: &self.shared };
+        self.exchange.on_log(&mut host);
+        true
+    }
+}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {

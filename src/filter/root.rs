@@ -1,16 +1,15 @@
 //! The root context: configuration, metric definitions, and the own-span export tick.
 
+use super::abi;
 use super::export;
 use super::http::Http;
 use super::metrics::Metrics;
 use super::sessions::SessionMemory;
 use crate::core::config::Config;
 use crate::core::metrics::Counter;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use proxy_wasm::types::ContextType;
 use std::rc::Rc;
-use std::time::Duration;
 
 /// What every HTTP context of this VM shares.
 pub struct Shared {
@@ -27,13 +26,13 @@ pub struct Root {
 impl Context for Root {
     fn on_http_call_response(&mut self, _token_id: u32, _num_headers: usize, _body_size: usize, _num_trailers: usize) {
         let Some(shared) = &self.shared else { return };
-        let status = hostcalls::get_map_value(proxy_wasm::types::MapType::HttpCallResponseHeaders, ":status").ok().flatten();
+        let status = abi::get_header(abi::MAP_HTTP_CALL_RESPONSE_HEADERS, ":status");
         if !matches!(status.as_deref(), Some(s) if s.starts_with('2')) {
             shared.metrics.increment(Counter::ExportFailures);
             log::warn!(
-                "own-span export to cluster {:?} answered {}",
+                "mcp-trace: own-span export to cluster {:?} answered {}",
                 shared.config.own_spans.cluster,
-                status.as_deref().unwrap_or("no status (timeout or reset)")
+                status.as_deref().unwrap_or("nothing (timeout or reset)")
             );
         }
     }
@@ -41,22 +40,19 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        // Follow Envoy's log level so disabled levels cost nothing (no format, no call).
-        if let Ok(level) = hostcalls::get_log_level() {
-            proxy_wasm::set_log_level(level);
-        }
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten().unwrap_or_default();
+        super::follow_host_log_level();
+        let bytes = abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX).unwrap_or_default();
         let config = match Config::parse(&bytes) {
             Ok(config) => config,
             Err(e) => {
-                // Refuse the filter: Envoy rejects the configuration with this line logged.
-                let _ = hostcalls::log(LogLevel::Error, &format!("mcp-trace: {e}"));
+                // Refusing here makes Envoy reject the filter, with this line in its log.
+                abi::log(abi::LOG_ERROR, &format!("mcp-trace: {e}"));
                 return false;
             }
         };
         if config.own_spans.enabled {
-            if let Err(status) = hostcalls::set_tick_period(Duration::from_millis(config.own_spans.flush_interval_ms)) {
-                let _ = hostcalls::log(LogLevel::Error, &format!("mcp-trace: cannot start the own-span export tick ({status:?})"));
+            if let Err(status) = abi::set_tick_period_ms(config.own_spans.flush_interval_ms.min(u32::MAX as u64) as u32) {
+                abi::log(abi::LOG_ERROR, &format!("mcp-trace: cannot start the own-span export tick (status {status})"));
                 return false;
             }
         }
@@ -74,28 +70,22 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         let Some(shared) = &self.shared else { return };
-        // Drain several batches when the queue is deep, but bound work per tick.
+        // Several batches when the queue is deep, but bounded work per tick.
         for _ in 0..8 {
             match export::flush(&shared.config.own_spans) {
                 Ok(0) => break,
-                Ok(n) => {
-                    for _ in 0..n {
-                        shared.metrics.increment(Counter::SpansExported);
-                    }
-                }
-                Err(_) => {
+                Ok(n) => shared.metrics.add(Counter::SpansExported, n as i64),
+                Err(lost) => {
                     shared.metrics.increment(Counter::ExportFailures);
+                    shared.metrics.add(Counter::SpansDropped, lost as i64);
                     break;
                 }
-            }
-            if export::queued() == 0 {
-                break;
             }
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // Unconfigured (should not happen: Envoy does not run a refused filter): pass.
+        // Envoy never runs a filter whose configure failed; without config, no context.
         let shared = self.shared.clone()?;
         Some(Box::new(Http::new(shared)))
     }

@@ -1,12 +1,11 @@
 //! Session memory across requests and workers, in Envoy shared data.
 //!
-//! Bounded by construction: a client-side key hashes to one of `max_entries` slots, and
-//! a newer entry overwrites an older one in its slot. Entries expire `ttl_seconds` after
-//! they were written; expiry is checked on read, so nothing needs sweeping.
+//! Bounded by construction: a key hashes to one of `max_entries` slots, and a newer
+//! entry overwrites an older one in its slot. Entries expire `ttl_seconds` after they
+//! were written; expiry is checked on read, so nothing needs sweeping.
 
-use proxy_wasm::hostcalls;
+use super::abi;
 use sha2::{Digest, Sha256};
-use std::time::UNIX_EPOCH;
 
 pub struct SessionMemory {
     pub max_entries: usize,
@@ -14,7 +13,7 @@ pub struct SessionMemory {
 }
 
 fn now_secs() -> u64 {
-    hostcalls::get_current_time().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs())
+    abi::now_nanos() / 1_000_000_000
 }
 
 impl SessionMemory {
@@ -29,8 +28,7 @@ impl SessionMemory {
     }
 
     pub fn recall(&self, key: &str) -> Option<String> {
-        let slot = self.slot(key)?;
-        let (Some(bytes), _) = hostcalls::get_shared_data(&slot).ok()? else { return None };
+        let bytes = abi::get_shared_data(&self.slot(key)?)?;
         let text = String::from_utf8(bytes).ok()?;
         let mut parts = text.splitn(3, '\n');
         let (stored_key, expiry, session) = (parts.next()?, parts.next()?, parts.next()?);
@@ -40,14 +38,14 @@ impl SessionMemory {
     pub fn remember(&self, key: &str, session_id: &str) {
         if let Some(slot) = self.slot(key) {
             let value = format!("{key}\n{}\n{session_id}", now_secs() + self.ttl_seconds);
-            let _ = hostcalls::set_shared_data(&slot, Some(value.as_bytes()), None);
+            let _ = abi::set_shared_data(&slot, value.as_bytes());
         }
     }
 
     pub fn forget(&self, key: &str) {
         if self.recall(key).is_some() {
             if let Some(slot) = self.slot(key) {
-                let _ = hostcalls::set_shared_data(&slot, Some(b""), None);
+                let _ = abi::set_shared_data(&slot, b"");
             }
         }
     }

