@@ -75,7 +75,7 @@ class Envoy:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [ENVOY_BIN, "-c", str(self.config_path), "--concurrency", "2", "-l", log_level,
-             "--component-log-level", f"wasm:{wasm_log_level}", "--base-id", str(os.getpid() % 1000 + 1000)],
+             "--component-log-level", f"wasm:{wasm_log_level}", "--disable-hot-restart"],
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
         )
 
@@ -160,3 +160,34 @@ def fresh(server, sink):
 def header(pairs, name):
     vals = [v for k, v in pairs or [] if k.lower() == name.lower()]
     return vals[0] if vals else None
+
+
+MCP_URL = f"{GATEWAY}/mcp"
+REQUEST_ID_RE = r"^[0-9a-f]{32}$"
+
+
+def seen_posts(server) -> list[dict]:
+    import base64
+
+    out = []
+    for item in server.seen():
+        item = dict(item)
+        item["body"] = base64.b64decode(item.get("body_b64") or "")
+        item["headers_map"] = {}
+        for k, v in item.get("headers", []):
+            item["headers_map"].setdefault(k.lower(), v)
+        out.append(item)
+    return out
+
+
+def envoy_spans(sink, request_id: str, timeout: float = 20.0) -> list[dict]:
+    """Envoy's spans (SERVER and, with spawn_upstream_span, CLIENT) for one request id."""
+    spans = sink.wait_for(
+        lambda sp: any(s["attributes"].get("mcp_trace.request_id") == request_id and s["kind_name"] == "SERVER" for s in sp),
+        timeout=timeout,
+    )
+    return [s for s in spans if s["attributes"].get("mcp_trace.request_id") == request_id and s["service_name"] == "envoy-mcp-gateway"]
+
+
+def server_span_of(spans: list[dict]) -> dict:
+    return next(s for s in spans if s["kind_name"] == "SERVER")
