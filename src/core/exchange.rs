@@ -136,6 +136,8 @@ pub struct Exchange {
     started_ns: u64,
     finished: bool,
     logged: bool,
+    outcome_published: bool,
+    published_sse: SseCounts,
 }
 
 impl Exchange {
@@ -160,6 +162,8 @@ impl Exchange {
             started_ns: 0,
             finished: false,
             logged: false,
+            outcome_published: false,
+            published_sse: SseCounts::default(),
         }
     }
 
@@ -573,8 +577,13 @@ impl Exchange {
                     }
                     ResponseReader::None => {}
                 }
+                let mut answered = false;
                 for summary in &found {
-                    self.match_response(summary);
+                    answered |= self.match_response(summary);
+                }
+                // Published as they come (a reset stream never reaches end_of_stream).
+                if answered || self.sse.events > self.published_sse.events {
+                    self.publish_response(host);
                 }
             }
         }
@@ -586,31 +595,64 @@ impl Exchange {
 
     /// Matches a message from the response stream to the operation it answers, or counts
     /// it as server-to-client traffic.
-    fn match_response(&mut self, summary: &MessageSummary) {
+    /// Returns true when this message answered the first operation (the one Envoy's span
+    /// is named after).
+    fn match_response(&mut self, summary: &MessageSummary) -> bool {
         if summary.is_notification() {
             self.sse.notifications += 1;
-            return;
+            return false;
         }
         if summary.is_request() {
             self.sse.requests += 1;
-            return;
+            return false;
         }
         if !summary.is_response() {
-            return;
+            return false;
         }
         let index =
             self.operations.iter().position(|op| op.id.is_some() && op.id == summary.id).or((self.operations.len() == 1).then_some(0));
-        if let Some(op) = index.and_then(|i| self.operations.get_mut(i)) {
-            if op.outcome.is_none() {
-                op.outcome = Some(Outcome::from_response(summary));
-            }
-            if let Some(version) = summary.protocol_version.as_deref() {
-                if op.method.as_deref() == Some("initialize") {
-                    op.attributes.retain(|(k, _)| *k != keys::MCP_PROTOCOL_VERSION);
-                    op.attributes.push((keys::MCP_PROTOCOL_VERSION, Value::Str(crate::core::text::bounded_printable(version, 64))));
-                }
+        let Some(op) = index.and_then(|i| self.operations.get_mut(i)) else { return false };
+        if op.outcome.is_some() {
+            return false;
+        }
+        op.outcome = Some(Outcome::from_response(summary));
+        if let Some(version) = summary.protocol_version.as_deref() {
+            if op.method.as_deref() == Some("initialize") {
+                op.attributes.retain(|(k, _)| *k != keys::MCP_PROTOCOL_VERSION);
+                op.attributes.push((keys::MCP_PROTOCOL_VERSION, Value::Str(crate::core::text::bounded_printable(version, 64))));
             }
         }
+        index == Some(0)
+    }
+
+    /// Puts the first operation's outcome and the SSE counts on Envoy's span. Called as
+    /// soon as the answer is seen, not only at the end of the stream: a client that got
+    /// its answer may reset the stream before the end, and filter state set after that
+    /// (in `on_log`) no longer reaches the span.
+    fn publish_response(&mut self, host: &mut impl Host) {
+        if !self.reports() {
+            return;
+        }
+        if !self.outcome_published {
+            let first = self.operations.first().and_then(|op| op.outcome.clone());
+            let outcome = first.or_else(|| self.finished.then(|| Outcome::from_http_status(self.status)));
+            if let Some(outcome) = outcome {
+                for (key, value) in outcome.attributes() {
+                    host.set_property(key, &value.as_text());
+                }
+                self.outcome_published = true;
+            }
+        }
+        if self.sse.events > self.published_sse.events {
+            host.set_property(keys::SSE_EVENTS, &self.sse.events.to_string());
+        }
+        if self.sse.notifications > self.published_sse.notifications {
+            host.set_property(keys::SSE_NOTIFICATIONS, &self.sse.notifications.to_string());
+        }
+        if self.sse.requests > self.published_sse.requests {
+            host.set_property(keys::SSE_REQUESTS, &self.sse.requests.to_string());
+        }
+        self.published_sse = self.sse;
     }
 
     fn finish_response(&mut self, host: &mut impl Host) {
@@ -642,21 +684,7 @@ impl Exchange {
                 log::debug!("{} {} failed: error.type={}", self.log_prefix(), op.name, outcome.error_type.as_deref().unwrap_or(""));
             }
         }
-        let primary = self.operations.first().and_then(|op| op.outcome.clone()).or_else(|| http_outcome.is_error().then_some(http_outcome));
-        if let Some(outcome) = primary {
-            for (key, value) in outcome.attributes() {
-                host.set_property(key, &value.as_text());
-            }
-        }
-        if self.sse.events > 0 {
-            host.set_property(keys::SSE_EVENTS, &self.sse.events.to_string());
-            if self.sse.notifications > 0 {
-                host.set_property(keys::SSE_NOTIFICATIONS, &self.sse.notifications.to_string());
-            }
-            if self.sse.requests > 0 {
-                host.set_property(keys::SSE_REQUESTS, &self.sse.requests.to_string());
-            }
-        }
+        self.publish_response(host);
     }
 
     /// The stream is over (Envoy's access-log point): record the duration and export

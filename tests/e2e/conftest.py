@@ -191,3 +191,47 @@ def envoy_spans(sink, request_id: str, timeout: float = 20.0) -> list[dict]:
 
 def server_span_of(spans: list[dict]) -> dict:
     return next(s for s in spans if s["kind_name"] == "SERVER")
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def new_traceparent() -> tuple[str, str]:
+    """A fresh sampled traceparent and its trace id."""
+    trace_id = os.urandom(16).hex()
+    return f"00-{trace_id}-{os.urandom(8).hex()}-01", trace_id
+
+
+def envelope_meta() -> dict:
+    """The `_meta` envelope a 2026-07-28 server requires on every request."""
+    return {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw-test", "version": "0"},
+    }
+
+
+def post_jsonrpc(method: str, params: dict | None = None, *, id=1, name=None, headers=None, raw: bytes | None = None):
+    """A hand-made 2026-07-28 request (for shapes the SDK client never sends)."""
+    h = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+         "mcp-protocol-version": "2026-07-28", "mcp-method": method}
+    if name:
+        h["mcp-name"] = name
+    h.update(headers or {})
+    if raw is None:
+        msg = {"jsonrpc": "2.0", "method": method, "params": {"_meta": envelope_meta(), **(params or {})}}
+        if id is not None:
+            msg["id"] = id
+        raw = json.dumps(msg).encode()
+    return httpx.post(MCP_URL, content=raw, headers=h, timeout=30)
+
+
+def own_spans_config() -> dict:
+    """envoy/envoy.yaml with the filter's own span export switched on (both instances)."""
+    config = load_envoy_config()
+    for entry in wasm_filters(config):
+        conf = plugin_config(entry)
+        conf["own_spans"] = {"enabled": True, "flush_interval_ms": 200}
+        set_plugin_config(entry, conf)
+    return config
