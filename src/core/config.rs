@@ -15,11 +15,12 @@ pub enum Role {
     /// filter can be placed): does everything, including the `_meta` splice.
     Standalone,
     /// In the HCM chain, paired with an `upstream` instance in the router's
-    /// `upstream_http_filters`: classifies, tags Envoy's span, resolves IDs; leaves the
-    /// `_meta` trace context to the upstream instance unless own spans are on.
+    /// `upstream_http_filters`: resolves the request id and session, reads the body and
+    /// the response, tags Envoy's span, counts; leaves `_meta` to the upstream instance.
     Downstream,
     /// In the router's `upstream_http_filters`, where the `traceparent` Envoy injected
-    /// (Envoy's own span) is visible: writes that context into `_meta`.
+    /// (Envoy's own span) is visible: writes `_meta` (that context, or the own span's)
+    /// and reports the own span.
     Upstream,
 }
 
@@ -314,14 +315,11 @@ impl Config {
         })
     }
 
-    /// Whether this instance writes the trace context into `params._meta`.
+    /// Whether this instance writes `params._meta` (and, with own spans on, reports the
+    /// proxy's MCP span): the instance closest to the upstream. In the paired layout
+    /// that is the router's upstream instance, the only one that sees Envoy's span.
     pub fn writes_meta(&self) -> bool {
-        match self.role {
-            Role::Standalone => true,
-            // With own spans on, the proxy's MCP span (minted downstream) is the parent.
-            Role::Downstream => self.own_spans.enabled,
-            Role::Upstream => !self.own_spans.enabled,
-        }
+        self.role != Role::Downstream
     }
 }
 
@@ -433,7 +431,7 @@ mod tests {
         assert!(c.own_spans.enabled);
         assert_eq!(c.own_spans.root_sample_ratio, 0.5);
         assert_eq!(c.tool_metrics, vec!["get_weather".to_string()]);
-        assert!(!c.writes_meta(), "upstream leaves _meta to the own-span writer");
+        assert!(c.writes_meta());
     }
 
     fn refused(json: &str) -> String {
@@ -469,12 +467,12 @@ mod tests {
     #[test]
     fn role_decides_who_writes_meta() {
         let mut c = Config::parse(b"{}").unwrap();
-        assert!(c.writes_meta());
+        assert!(c.writes_meta(), "standalone does everything");
         c.role = Role::Downstream;
-        assert!(!c.writes_meta());
+        assert!(!c.writes_meta(), "paired: the upstream instance writes");
         c.own_spans.enabled = true;
-        assert!(c.writes_meta());
+        assert!(!c.writes_meta(), "own spans too: only the upstream instance sees Envoy's span to link");
         c.role = Role::Upstream;
-        assert!(!c.writes_meta());
+        assert!(c.writes_meta());
     }
 }

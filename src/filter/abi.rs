@@ -56,19 +56,6 @@ extern "C" {
         return_cas: *mut u32,
     ) -> u32;
     fn proxy_set_shared_data(key: *const u8, key_size: usize, value: *const u8, value_size: usize, cas: u32) -> u32;
-    #[allow(clippy::too_many_arguments)]
-    fn proxy_http_call(
-        upstream: *const u8,
-        upstream_size: usize,
-        headers: *const u8,
-        headers_size: usize,
-        body: *const u8,
-        body_size: usize,
-        trailers: *const u8,
-        trailers_size: usize,
-        timeout_ms: u32,
-        return_token: *mut u32,
-    ) -> u32;
     fn proxy_define_metric(metric_type: u32, name: *const u8, name_size: usize, return_id: *mut u32) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
@@ -186,27 +173,6 @@ pub fn set_shared_data(key: &str, value: &[u8]) -> Result<(), u32> {
     status(unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), 0) })
 }
 
-pub fn http_call(cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u32) -> Result<u32, u32> {
-    let headers = serialize_pairs(headers);
-    let trailers = serialize_pairs(&[]);
-    let mut token = 0u32;
-    let code = unsafe {
-        proxy_http_call(
-            cluster.as_ptr(),
-            cluster.len(),
-            headers.as_ptr(),
-            headers.len(),
-            body.as_ptr(),
-            body.len(),
-            trailers.as_ptr(),
-            trailers.len(),
-            timeout_ms,
-            &mut token,
-        )
-    };
-    status(code).map(|_| token)
-}
-
 pub fn define_metric(metric_type: u32, name: &str) -> Option<u32> {
     let mut id = 0u32;
     (unsafe { proxy_define_metric(metric_type, name.as_ptr(), name.len(), &mut id) } == OK).then_some(id)
@@ -224,25 +190,8 @@ pub fn record_metric(id: u32, value: u64) {
     }
 }
 
-/// proxy-wasm map encoding: count, then (key size, value size) pairs, then each key
-/// and value followed by a NUL.
-fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + pairs.iter().map(|(k, v)| 10 + k.len() + v.len()).sum::<usize>());
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
-}
-
-/// Inverse of [`serialize_pairs`], bounds-checked: a malformed map yields what could be
+/// The proxy-wasm map encoding (count, then key/value sizes, then each key and value
+/// followed by a NUL), bounds-checked: a malformed map yields what could be
 /// read, never a panic.
 fn deserialize_pairs(bytes: &[u8]) -> Vec<(String, String)> {
     let read_u32 = |at: usize| bytes.get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(|b| u32::from_le_bytes(b) as usize);

@@ -5,7 +5,6 @@
 //! `max_batch_spans` into one OTLP/HTTP JSON request through `dispatch_http_call` to
 //! the configured cluster. A full queue drops the newest span and counts it.
 
-use super::abi;
 use crate::core::config::OwnSpansConfig;
 use crate::core::otlp::{encode_export, SpanRecord};
 use std::cell::RefCell;
@@ -45,10 +44,13 @@ pub fn flush(config: &OwnSpansConfig) -> Result<usize, usize> {
         (":authority", config.authority.as_str()),
         ("content-type", "application/json"),
     ];
-    match abi::http_call(&config.cluster, &headers, &body, config.timeout_ms.min(u32::MAX as u64) as u32) {
+    // Through the SDK, not `abi`: the SDK must register the call's token to route the
+    // response back to the root context (it only fails with BadArgument/InternalFailure).
+    let timeout = std::time::Duration::from_millis(config.timeout_ms);
+    match proxy_wasm::hostcalls::dispatch_http_call(&config.cluster, headers.to_vec(), Some(&body), vec![], timeout) {
         Ok(_) => Ok(batch.len()),
         Err(status) => {
-            log::warn!("own-span export: dispatch to cluster {:?} refused (status {status}); {} spans lost", config.cluster, batch.len());
+            log::warn!("own-span export: dispatch to cluster {:?} refused ({status:?}); {} spans lost", config.cluster, batch.len());
             Err(batch.len())
         }
     }
