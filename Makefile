@@ -51,8 +51,11 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
 
+# Two runs: the client's OTel provider is process-global, and each suite points it at
+# its own OTLP receiver.
 e2e: build setup-python
-	$(PY) -m pytest -q -p no:cacheprovider tests/peers tests/e2e
+	$(PY) -m pytest -q -p no:cacheprovider tests/peers
+	$(PY) -m pytest -q -p no:cacheprovider tests/e2e
 
 demo: build setup-python setup-phoenix
 	$(PY) demo/run_demo.py
