@@ -17,7 +17,7 @@ use crate::core::meta_splice::{splice, MetaWrite};
 use crate::core::metrics::{method_index, Counter, ErrorClass, PassReason};
 use crate::core::otlp::{keep_span, root_sampled, SpanKind, SpanRecord};
 use crate::core::propagation::{plan, HeaderContext, OwnSpanContext, ParentMode};
-use crate::core::session::{resolve_session, Session, SessionOrigin, MAX_SESSION_ID_LEN};
+use crate::core::session::{query_param, resolve_session, Session, SessionOrigin, MAX_SESSION_ID_LEN};
 use crate::core::span::{keys, request_attributes, span_name, Attributes, Outcome, RequestFacts, Value};
 use crate::core::sse::{SseEvent, SseReader};
 use crate::core::text::is_visible_ascii;
@@ -550,6 +550,19 @@ impl Exchange {
         }
     }
 
+    /// Legacy HTTP+SSE: the stream's first event names the POST endpoint, whose
+    /// `session_id` query parameter is the session every later POST carries.
+    fn learn_legacy_session(&mut self, endpoint: &str, host: &mut impl Host) {
+        if !self.reports() || self.transport != Some(Transport::Stream) {
+            return;
+        }
+        let Some(id) = query_param(endpoint, "session_id").filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN)) else { return };
+        log::debug!("{} legacy SSE stream announced session {}", self.log_prefix(), crate::core::text::bounded_printable(id, 64));
+        self.session = Some(Session { id: id.to_string(), origin: SessionOrigin::Server });
+        host.set_property(keys::MCP_SESSION_ID, id);
+        host.remember_session(id, id);
+    }
+
     pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool, host: &mut impl Host) -> Action {
         if matches!(self.response, ResponseReader::None) {
             if end_of_stream {
@@ -572,6 +585,9 @@ impl Exchange {
                         reader.feed(&chunk, &mut events);
                         for event in events {
                             self.sse.events += 1;
+                            if let Some(endpoint) = &event.endpoint {
+                                self.learn_legacy_session(endpoint, host);
+                            }
                             found.extend(event.messages);
                         }
                     }

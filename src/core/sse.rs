@@ -20,6 +20,9 @@ pub struct SseEvent {
     pub unreadable: bool,
     /// True when the event had no data (a priming event, or only `id:`/`retry:`).
     pub empty: bool,
+    /// The data of an `endpoint` event (legacy HTTP+SSE transport: the URI to POST
+    /// messages to, e.g. `/messages/?session_id=…`), cut to 512 bytes.
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,7 @@ enum Line {
 
 const MAX_FIELD_NAME: usize = 16;
 const MAX_EVENT_TYPE: usize = 64;
+const MAX_ENDPOINT: usize = 512;
 
 #[derive(Debug, Clone)]
 pub struct SseReader {
@@ -55,6 +59,8 @@ pub struct SseReader {
     data_bytes: usize,
     scanner: JsonScanner,
     messages: Vec<MessageSummary>,
+    /// Data of the current event, kept only while its type is `endpoint`.
+    endpoint: Vec<u8>,
 }
 
 impl Default for SseReader {
@@ -74,6 +80,7 @@ impl SseReader {
             data_bytes: 0,
             scanner: JsonScanner::new(),
             messages: Vec::new(),
+            endpoint: Vec::new(),
         }
     }
 
@@ -164,7 +171,12 @@ impl SseReader {
         match field {
             Field::Data => {
                 self.data_bytes += bytes.len();
-                self.scanner.feed(bytes, &mut self.messages);
+                if self.event_type == b"endpoint" {
+                    let room = MAX_ENDPOINT.saturating_sub(self.endpoint.len());
+                    self.endpoint.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                } else {
+                    self.scanner.feed(bytes, &mut self.messages);
+                }
             }
             Field::Event => {
                 let room = MAX_EVENT_TYPE.saturating_sub(self.event_type.len());
@@ -194,13 +206,16 @@ impl SseReader {
             return; // consecutive blank lines, or an event of only id/retry/comments
         }
         let empty = self.data_bytes == 0;
-        let unreadable = !empty && (self.scanner.failed() || !self.scanner.done());
+        let is_endpoint = self.event_type == b"endpoint";
+        let unreadable = !empty && !is_endpoint && (self.scanner.failed() || !self.scanner.done());
         events.push(SseEvent {
             event_type: (!self.event_type.is_empty()).then(|| String::from_utf8_lossy(&self.event_type).into_owned()),
             messages: std::mem::take(&mut self.messages),
             unreadable,
             empty,
+            endpoint: is_endpoint.then(|| String::from_utf8_lossy(&self.endpoint).into_owned()),
         });
+        self.endpoint.clear();
         self.event_type.clear();
         self.data_lines = 0;
         self.data_bytes = 0;
@@ -264,11 +279,19 @@ event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\r\ndata: \"result\":{\"co
     }
 
     #[test]
-    fn non_json_data_is_marked_unreadable() {
-        let events = assert_split_invariant(b"event: endpoint\ndata: /messages/?session_id=abc\n\n");
+    fn legacy_endpoint_event_is_kept() {
+        let events = assert_split_invariant(b"event: endpoint\r\ndata: /messages/?session_id=abc\r\n\r\n");
         assert_eq!(events[0].event_type.as_deref(), Some("endpoint"));
+        assert_eq!(events[0].endpoint.as_deref(), Some("/messages/?session_id=abc"));
+        assert!(!events[0].unreadable);
+    }
+
+    #[test]
+    fn non_json_data_is_marked_unreadable() {
+        let events = assert_split_invariant(b"event: message\ndata: not json\n\n");
         assert!(events[0].unreadable);
         assert!(events[0].messages.is_empty());
+        assert_eq!(events[0].endpoint, None);
     }
 
     #[test]
