@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,12 +144,32 @@ class HttpRecorder:
         rec["status"] = response.status_code
         rec["response_headers"] = [[k, v] for k, v in response.headers.multi_items()]
 
-    def make_client(self, headers: dict[str, str] | None = None, timeout: float | None = None) -> httpx2.AsyncClient:
+    def make_client(
+        self, headers: dict[str, str] | None = None, timeout: float | None = None, traceparent_from_meta: bool = False
+    ) -> httpx2.AsyncClient:
+        request_hooks = [copy_meta_traceparent_to_header] if traceparent_from_meta else []
         return httpx2.AsyncClient(
             headers=headers or {},
             timeout=httpx2.Timeout(timeout or MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT),
-            event_hooks={"request": [self.on_request], "response": [self.on_response]},
+            event_hooks={"request": [*request_hooks, self.on_request], "response": [self.on_response]},
         )
+
+
+async def copy_meta_traceparent_to_header(request: httpx2.Request) -> None:
+    """Send the message's `_meta.traceparent` as the HTTP `traceparent` too, as a client with
+    HTTP instrumentation would: Envoy's span then joins the MCP trace. Requests without one
+    (notifications, GET, DELETE) keep whatever header the client was given."""
+    try:
+        msg = json.loads(request.content or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return
+    if isinstance(msg, list):
+        msg = msg[0] if msg else None
+    params = msg.get("params") if isinstance(msg, dict) else None
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    tp = meta.get("traceparent") if isinstance(meta, dict) else None
+    if isinstance(tp, str):
+        request.headers["traceparent"] = tp
 
 
 def _try_json(s: str | None) -> Any:
@@ -191,6 +212,7 @@ async def run_scenario(
     progress_delay: float = 0.2,
     big_size: int = 100_000,
     timeout: float = 30.0,
+    http_traceparent_from_meta: bool = False,
 ) -> dict[str, Any]:
     """Run one client session against `url` and report what happened.
 
@@ -205,6 +227,8 @@ async def run_scenario(
         (tools/call, resources/read, prompts/get, tools/list, ping). If otel is also on, the SDK's
         injection overwrites it.
     steps: subset/ordering of ALL_STEPS; default DEFAULT_STEPS.
+    http_traceparent_from_meta: also send each message's _meta.traceparent as the HTTP
+        traceparent header (an HTTP-instrumented client), so Envoy's span joins the MCP trace.
 
     Returns a JSON-able dict: mode, protocol_version, session_id, server_info, results{step: ...},
     errors{step: ...}, progress[...], http[...] (every exchange), trace_id (root span, if any).
@@ -233,6 +257,7 @@ async def run_scenario(
         "results": {},
         "errors": {},
         "progress": [],
+        "timing": {},
         "http": rec.exchanges,
         "trace_id": None,
         "root_span_id": None,
@@ -240,12 +265,12 @@ async def run_scenario(
     meta = {"traceparent": meta_traceparent} if meta_traceparent else None
 
     async def progress_cb(progress: float, total: float | None, message: str | None) -> None:
-        report["progress"].append({"progress": progress, "total": total, "message": message})
+        report["progress"].append({"progress": progress, "total": total, "message": message, "at": time.monotonic()})
 
     sdk_mode = "legacy" if mode == "session" else (SESSIONLESS_VERSION if no_discover else "auto")
 
     async def body() -> None:
-        http_client = rec.make_client(headers, timeout)
+        http_client = rec.make_client(headers, timeout, traceparent_from_meta=http_traceparent_from_meta)
         async with http_client:
             transport = streamable_http_client(url, http_client=http_client)
             async with Client(transport, mode=sdk_mode, read_timeout_seconds=timeout) as client:
@@ -257,9 +282,11 @@ async def run_scenario(
                     )
                 for step in steps:
                     try:
+                        started = time.monotonic()
                         report["results"][step] = await _run_step(
                             client, step, mode, meta, progress_cb, progress_steps, progress_delay, big_size
                         )
+                        report["timing"][step] = {"started": started, "finished": time.monotonic()}
                     except MCPError as e:
                         report["errors"][step] = {"code": e.error.code, "message": e.error.message}
                     except Exception as e:  # keep going, record

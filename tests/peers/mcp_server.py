@@ -271,18 +271,36 @@ def install_static_tool_schemas(mcp: FastMCP) -> None:
 def build_app(
     path: str = "/mcp", json_response: bool = False, stateless: bool = False, static_tool_schemas: bool = False
 ):
-    """Build the Starlette app (with the recorder as the outermost middleware)."""
+    """Build the Starlette app (with the recorder as the outermost middleware).
+
+    Serves Streamable HTTP on `path` and, beside it, the legacy HTTP+SSE transport
+    (2024-11-05: GET /sse, whose first event is `endpoint`, then POST /messages/?session_id=…).
+    """
+    import contextlib
+
+    from starlette.applications import Starlette
+
     mcp = build_server()
     if static_tool_schemas:
         install_static_tool_schemas(mcp)
-    return mcp.http_app(
+    http = mcp.http_app(
         path=path,
         transport="http",
         json_response=json_response,
         stateless_http=stateless,
         host_origin_protection=False,
-        middleware=[Middleware(RecordRequestsMiddleware)],
     )
+    legacy = mcp.http_app(path="/sse", transport="sse")
+    legacy_routes = [r for r in legacy.routes if getattr(r, "path", "") in ("/sse", "/messages")]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with http.router.lifespan_context(app):
+            async with legacy.router.lifespan_context(app):
+                yield
+
+    return Starlette(routes=[*http.routes, *legacy_routes], lifespan=lifespan,
+                     middleware=[Middleware(RecordRequestsMiddleware)])
 
 
 # --------------------------------------------------------------------------- subprocess helper (for pytest)
