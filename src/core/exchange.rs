@@ -763,3 +763,312 @@ fn is_json(content_type: Option<&str>) -> bool {
 fn accepts_event_stream(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| a.to_ascii_lowercase().contains("text/event-stream"))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The whole per-request state machine against a recording host: what Envoy would
+    //! be told to do, callback by callback.
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct FakeHost {
+        request_headers: Vec<(String, String)>,
+        request_body: Vec<u8>,
+        response_headers: HashMap<String, String>,
+        response_chunk: Vec<u8>,
+        properties: HashMap<String, String>,
+        counters: HashMap<Counter, i64>,
+        spans: Vec<SpanRecord>,
+        sessions: HashMap<String, String>,
+        durations: Vec<u64>,
+    }
+
+    impl FakeHost {
+        fn post(body: &str, headers: &[(&str, &str)]) -> FakeHost {
+            let mut h = FakeHost {
+                request_headers: vec![
+                    (":method".into(), "POST".into()),
+                    (":path".into(), "/mcp".into()),
+                    ("content-type".into(), "application/json".into()),
+                    ("content-length".into(), body.len().to_string()),
+                ],
+                request_body: body.as_bytes().to_vec(),
+                ..Default::default()
+            };
+            for (k, v) in headers {
+                h.request_headers.push((k.to_string(), v.to_string()));
+            }
+            h
+        }
+        fn header(&self, name: &str) -> Option<&str> {
+            self.request_headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        }
+        fn count(&self, c: Counter) -> i64 {
+            self.counters.get(&c).copied().unwrap_or(0)
+        }
+    }
+
+    impl Host for FakeHost {
+        fn request_protocol(&self) -> Option<String> {
+            Some("HTTP/1.1".into())
+        }
+        fn request_headers(&self) -> Vec<(String, String)> {
+            self.request_headers.clone()
+        }
+        fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+            self.request_headers.retain(|(k, _)| k != name);
+            if let Some(v) = value {
+                self.request_headers.push((name.to_string(), v.to_string()));
+            }
+        }
+        fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+            Some(self.request_body[..size.min(self.request_body.len())].to_vec())
+        }
+        fn replace_request_body(&mut self, body: &[u8]) {
+            self.request_body = body.to_vec();
+        }
+        fn response_header(&self, name: &str) -> Option<String> {
+            self.response_headers.get(name).cloned()
+        }
+        fn set_response_header(&mut self, name: &str, value: &str) {
+            self.response_headers.insert(name.to_string(), value.to_string());
+        }
+        fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+            Some(self.response_chunk[..size].to_vec())
+        }
+        fn set_property(&mut self, key: &str, value: &str) {
+            self.properties.insert(key.to_string(), value.to_string());
+        }
+        fn property(&self, key: &str) -> Option<String> {
+            self.properties.get(key).cloned()
+        }
+        fn add(&mut self, counter: Counter, by: i64) {
+            *self.counters.entry(counter).or_default() += by;
+        }
+        fn increment_tool(&mut self, _tool: &str) {}
+        fn record_duration_ms(&mut self, ms: u64) {
+            self.durations.push(ms);
+        }
+        fn now_unix_nanos(&self) -> u64 {
+            1_700_000_000_000_000_000
+        }
+        fn emit_span(&mut self, span: SpanRecord) {
+            self.spans.push(span);
+        }
+        fn recall_session(&self, key: &str) -> Option<String> {
+            self.sessions.get(key).cloned()
+        }
+        fn remember_session(&mut self, key: &str, session_id: &str) {
+            self.sessions.insert(key.to_string(), session_id.to_string());
+        }
+        fn forget_session(&mut self, key: &str) {
+            self.sessions.remove(key);
+        }
+    }
+
+    fn config(json: &str) -> Rc<Config> {
+        Rc::new(Config::parse(json.as_bytes()).unwrap())
+    }
+
+    /// Runs the request side; returns the exchange for the response side.
+    fn request(conf: &Rc<Config>, host: &mut FakeHost) -> Exchange {
+        let mut ex = Exchange::new(conf.clone());
+        let first = ex.on_request_headers(false, host);
+        let len = host.request_body.len();
+        if first == Action::Pause || conf.role == Role::Downstream || ex.phase == Phase::ObserveBody {
+            assert_eq!(ex.on_request_body(len, true, host), Action::Continue);
+        }
+        ex
+    }
+
+    fn respond(ex: &mut Exchange, host: &mut FakeHost, status: &str, content_type: &str, chunks: &[&[u8]]) {
+        host.response_headers.insert(":status".into(), status.into());
+        host.response_headers.insert("content-type".into(), content_type.into());
+        ex.on_response_headers(chunks.is_empty(), host);
+        for (i, chunk) in chunks.iter().enumerate() {
+            host.response_chunk = chunk.to_vec();
+            ex.on_response_body(chunk.len(), i + 1 == chunks.len(), host);
+        }
+        ex.on_log(host);
+    }
+
+    const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Paris"}}}"#;
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn standalone_post_is_spliced_tagged_and_answered() {
+        let conf = config("{}");
+        let mut host = FakeHost::post(CALL, &[("traceparent", TP), ("x-session-id", "s-1")]);
+        let mut ex = Exchange::new(conf.clone());
+        assert_eq!(ex.on_request_headers(false, &mut host), Action::Pause, "hold headers until the body is read");
+        assert_eq!(ex.on_request_body(10, false, &mut host), Action::Pause);
+        assert_eq!(ex.on_request_body(CALL.len(), true, &mut host), Action::Continue);
+        let body: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
+        let meta = &body["params"]["_meta"];
+        assert_eq!(meta["traceparent"], TP, "standalone without own spans forwards the client's context");
+        assert_eq!(meta["io.github.mcp-trace/session-id"], "s-1");
+        let rid = host.header("x-request-id").unwrap().to_string();
+        assert_eq!(meta["io.github.mcp-trace/request-id"], rid.as_str());
+        assert_eq!(host.header("content-length").unwrap(), host.request_body.len().to_string());
+        assert_eq!(host.properties["mcp_trace.span_name"], "tools/call get_weather");
+        assert_eq!(host.properties["gen_ai.tool.name"], "get_weather");
+        assert_eq!(host.properties["jsonrpc.request.id"], "7");
+        assert!(!host.properties.values().any(|v| v.contains("Paris")), "argument values never recorded");
+
+        let sse = b"event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\r\n\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"isError\":true}}\r\n\r\n";
+        let (a, b) = sse.split_at(50);
+        respond(&mut ex, &mut host, "200", "text/event-stream", &[a, b]);
+        assert_eq!(host.response_headers["x-request-id"], rid);
+        assert_eq!(host.properties["error.type"], "tool_error");
+        assert_eq!(host.properties["mcp.sse.events"], "2");
+        assert_eq!(host.properties["mcp.sse.notifications"], "1");
+        assert_eq!(host.count(Counter::Error(ErrorClass::Tool)), 1);
+        assert_eq!(host.count(Counter::Request(method_index(Some("tools/call")))), 1);
+        assert_eq!(host.durations.len(), 1);
+    }
+
+    #[test]
+    fn non_mcp_requests_pass_untouched_and_are_counted() {
+        let conf = config("{}");
+        let mut host = FakeHost::post("hello", &[]);
+        host.set_request_header("content-type", Some("text/plain"));
+        let mut ex = Exchange::new(conf);
+        assert_eq!(ex.on_request_headers(false, &mut host), Action::Continue);
+        assert_eq!(ex.on_request_body(5, true, &mut host), Action::Continue);
+        assert_eq!(host.request_body, b"hello");
+        assert_eq!(host.count(Counter::Passthrough(PassReason::NotMcp)), 1);
+        assert!(host.header("x-request-id").is_some(), "every request still gets an id");
+        assert!(host.properties.is_empty());
+    }
+
+    #[test]
+    fn malformed_and_oversized_bodies_pass_byte_identical() {
+        let conf = config(r#"{"max_body_bytes":64}"#);
+        let mut host = FakeHost::post(r#"{"jsonrpc":"2.0","id":1,"method":"tools/ca"#, &[]);
+        request(&conf, &mut host);
+        assert_eq!(host.request_body, br#"{"jsonrpc":"2.0","id":1,"method":"tools/ca"#);
+        assert_eq!(host.count(Counter::Passthrough(PassReason::Malformed)), 1);
+
+        let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(100));
+        let mut host = FakeHost::post(&big, &[]);
+        let mut ex = Exchange::new(conf.clone());
+        assert_eq!(ex.on_request_headers(false, &mut host), Action::Continue, "declared length over the limit");
+        assert_eq!(host.request_body, big.as_bytes());
+        assert_eq!(host.count(Counter::Passthrough(PassReason::OverLimit)), 1);
+
+        // No content-length (chunked): discovered while buffering.
+        let mut host = FakeHost::post(&big, &[]);
+        host.set_request_header("content-length", None);
+        let mut ex = Exchange::new(conf);
+        assert_eq!(ex.on_request_headers(false, &mut host), Action::Pause);
+        assert_eq!(ex.on_request_body(big.len(), false, &mut host), Action::Continue);
+        assert_eq!(host.request_body, big.as_bytes());
+        assert_eq!(host.count(Counter::Passthrough(PassReason::OverLimit)), 1);
+    }
+
+    #[test]
+    fn initialize_learns_the_server_session_and_remembers_the_alias() {
+        let conf = config("{}");
+        let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#;
+        let mut host = FakeHost::post(init, &[("x-session-id", "agent-1")]);
+        let mut ex = request(&conf, &mut host);
+        host.response_headers.insert("mcp-session-id".into(), "srv-42".into());
+        respond(&mut ex, &mut host, "200", "application/json", &[br#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18"}}"#]);
+        assert_eq!(host.properties["mcp.session.id"], "srv-42");
+        assert_eq!(host.sessions.get("agent-1").map(String::as_str), Some("srv-42"));
+        // A later request identified only by the alias lands on the server's session.
+        let mut later = FakeHost::post(CALL, &[("x-session-id", "agent-1")]);
+        later.sessions = host.sessions.clone();
+        request(&conf, &mut later);
+        assert_eq!(later.properties["mcp.session.id"], "srv-42");
+    }
+
+    #[test]
+    fn not_found_on_a_known_session_is_expiry() {
+        let conf = config("{}");
+        let mut host = FakeHost::post(CALL, &[("mcp-session-id", "srv-42")]);
+        host.sessions.insert("srv-42".into(), "srv-42".into());
+        let mut ex = request(&conf, &mut host);
+        respond(&mut ex, &mut host, "404", "application/json", &[b""]);
+        assert_eq!(host.properties["mcp_trace.session.expired"], "true");
+        assert_eq!(host.properties["error.type"], "404");
+        assert_eq!(host.count(Counter::SessionExpired), 1);
+        assert!(!host.sessions.contains_key("srv-42"));
+    }
+
+    #[test]
+    fn paired_instances_split_the_work() {
+        // Downstream: ids, session and tags; the body is only read.
+        let down = config(r#"{"role":"downstream"}"#);
+        let mut host = FakeHost::post(CALL, &[("traceparent", TP)]);
+        let mut ex = Exchange::new(down.clone());
+        assert_eq!(ex.on_request_headers(false, &mut host), Action::Continue, "never holds the request");
+        ex.on_request_body(CALL.len(), true, &mut host);
+        assert_eq!(host.request_body, CALL.as_bytes());
+        assert_eq!(host.properties["mcp.method.name"], "tools/call");
+        // Upstream: Envoy injected its own span; that becomes the server's parent.
+        let up = config(r#"{"role":"upstream"}"#);
+        let envoy_span = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
+        host.set_request_header("traceparent", Some(envoy_span));
+        let counters_before = host.counters.clone();
+        let mut ex = Exchange::new(up);
+        assert_eq!(ex.on_request_headers(false, &mut host), Action::Pause);
+        ex.on_request_body(CALL.len(), true, &mut host);
+        let body: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
+        assert_eq!(body["params"]["_meta"]["traceparent"], envoy_span);
+        assert_eq!(body["params"]["_meta"]["io.github.mcp-trace/session-id"], host.properties["mcp.session.id"].as_str());
+        assert_eq!(host.counters, counters_before, "the upstream instance does not count twice");
+    }
+
+    #[test]
+    fn own_spans_follow_the_parent_sampling_but_keep_errors() {
+        let up = config(r#"{"role":"upstream","own_spans":{"enabled":true}}"#);
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        for (result, kept) in [
+            (&br#"{"jsonrpc":"2.0","id":7,"result":{}}"#[..], false),
+            (br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32603,"message":"boom"}}"#, true),
+        ] {
+            let mut host = FakeHost::post(CALL, &[("traceparent", unsampled)]);
+            let mut ex = request(&up, &mut host);
+            let body: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
+            assert!(body["params"]["_meta"]["traceparent"].as_str().unwrap().ends_with("-00"), "the flag is propagated");
+            respond(&mut ex, &mut host, "200", "application/json", &[result]);
+            assert_eq!(host.spans.len(), kept as usize);
+            if kept {
+                let span = &host.spans[0];
+                assert_eq!(span.error.as_deref(), Some("boom"));
+                assert!(span.attributes.iter().any(|(k, v)| *k == "error.type" && v.as_text() == "-32603"));
+            }
+        }
+        let never = config(r#"{"role":"upstream","own_spans":{"enabled":true,"root_sample_ratio":0.0}}"#);
+        let mut host = FakeHost::post(CALL, &[]);
+        let mut ex = request(&never, &mut host);
+        respond(&mut ex, &mut host, "200", "application/json", &[br#"{"jsonrpc":"2.0","id":7,"result":{}}"#]);
+        assert!(host.spans.is_empty(), "roots follow the ratio");
+    }
+
+    #[test]
+    fn get_stream_and_delete_carry_the_session() {
+        let conf = config("{}");
+        let mut host = FakeHost::default();
+        host.request_headers = vec![
+            (":method".into(), "GET".into()),
+            (":path".into(), "/mcp".into()),
+            ("accept".into(), "text/event-stream".into()),
+            ("mcp-session-id".into(), "srv-9".into()),
+        ];
+        let mut ex = Exchange::new(conf.clone());
+        assert_eq!(ex.on_request_headers(true, &mut host), Action::Continue);
+        assert_eq!(host.properties["mcp_trace.span_name"], "GET /mcp");
+        assert_eq!(host.properties["mcp.session.id"], "srv-9");
+        respond(&mut ex, &mut host, "200", "text/event-stream", &[b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\n\n"]);
+        assert_eq!(host.properties["mcp.sse.notifications"], "1");
+        host.request_headers[0].1 = "DELETE".into();
+        host.sessions.insert("srv-9".into(), "srv-9".into());
+        let mut ex = Exchange::new(conf);
+        ex.on_request_headers(true, &mut host);
+        assert_eq!(host.properties["mcp_trace.span_name"], "DELETE /mcp");
+        assert!(!host.sessions.contains_key("srv-9"), "DELETE ends it");
+    }
+}
