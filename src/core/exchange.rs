@@ -1051,13 +1051,15 @@ mod tests {
     #[test]
     fn get_stream_and_delete_carry_the_session() {
         let conf = config("{}");
-        let mut host = FakeHost::default();
-        host.request_headers = vec![
-            (":method".into(), "GET".into()),
-            (":path".into(), "/mcp".into()),
-            ("accept".into(), "text/event-stream".into()),
-            ("mcp-session-id".into(), "srv-9".into()),
-        ];
+        let mut host = FakeHost {
+            request_headers: vec![
+                (":method".into(), "GET".into()),
+                (":path".into(), "/mcp".into()),
+                ("accept".into(), "text/event-stream".into()),
+                ("mcp-session-id".into(), "srv-9".into()),
+            ],
+            ..Default::default()
+        };
         let mut ex = Exchange::new(conf.clone());
         assert_eq!(ex.on_request_headers(true, &mut host), Action::Continue);
         assert_eq!(host.properties["mcp_trace.span_name"], "GET /mcp");
