@@ -235,3 +235,18 @@ def own_spans_config() -> dict:
         conf["own_spans"] = {"enabled": True, "flush_interval_ms": 200}
         set_plugin_config(entry, conf)
     return config
+
+
+def standalone_config(own_spans: bool = False) -> dict:
+    """The Istio-sidecar layout: one instance in the HCM chain, no router upstream filter."""
+    config = load_envoy_config()
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    for f in hcm["http_filters"]:
+        if f["name"] == "envoy.filters.http.router":
+            f["typed_config"].pop("upstream_http_filters", None)
+    entry = wasm_filters(config)[0]
+    conf = {**plugin_config(entry), "role": "standalone"}
+    if own_spans:
+        conf["own_spans"] = {"enabled": True, "flush_interval_ms": 200}
+    set_plugin_config(entry, conf)
+    return config
