@@ -477,7 +477,10 @@ impl Exchange {
         let Some(first) = self.operations.first() else { return };
         host.set_property(keys::SPAN_NAME, &first.name);
         for (key, value) in &first.attributes {
-            host.set_property(key, &value.as_text());
+            // Already published in the header phase (for the upstream instance).
+            if *key != keys::MCP_SESSION_ID && *key != keys::REQUEST_ID {
+                host.set_property(key, &value.as_text());
+            }
         }
         if self.batch {
             host.set_property(keys::BATCH_SIZE, &self.operations.len().to_string());
@@ -782,6 +785,8 @@ mod tests {
         spans: Vec<SpanRecord>,
         sessions: HashMap<String, String>,
         durations: Vec<u64>,
+        /// Host calls made, as Envoy would count them (the hot-path cost driver).
+        calls: std::cell::Cell<usize>,
     }
 
     impl FakeHost {
@@ -811,58 +816,74 @@ mod tests {
 
     impl Host for FakeHost {
         fn request_protocol(&self) -> Option<String> {
+            self.calls.set(self.calls.get() + 1);
             Some("HTTP/1.1".into())
         }
         fn request_headers(&self) -> Vec<(String, String)> {
+            self.calls.set(self.calls.get() + 1);
             self.request_headers.clone()
         }
         fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+            self.calls.set(self.calls.get() + 1);
             self.request_headers.retain(|(k, _)| k != name);
             if let Some(v) = value {
                 self.request_headers.push((name.to_string(), v.to_string()));
             }
         }
         fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+            self.calls.set(self.calls.get() + 1);
             Some(self.request_body[..size.min(self.request_body.len())].to_vec())
         }
         fn replace_request_body(&mut self, body: &[u8]) {
+            self.calls.set(self.calls.get() + 1);
             self.request_body = body.to_vec();
         }
         fn response_header(&self, name: &str) -> Option<String> {
+            self.calls.set(self.calls.get() + 1);
             self.response_headers.get(name).cloned()
         }
         fn set_response_header(&mut self, name: &str, value: &str) {
+            self.calls.set(self.calls.get() + 1);
             self.response_headers.insert(name.to_string(), value.to_string());
         }
         fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+            self.calls.set(self.calls.get() + 1);
             Some(self.response_chunk[..size].to_vec())
         }
         fn set_property(&mut self, key: &str, value: &str) {
+            self.calls.set(self.calls.get() + 1);
             self.properties.insert(key.to_string(), value.to_string());
         }
         fn property(&self, key: &str) -> Option<String> {
+            self.calls.set(self.calls.get() + 1);
             self.properties.get(key).cloned()
         }
         fn add(&mut self, counter: Counter, by: i64) {
+            self.calls.set(self.calls.get() + 1);
             *self.counters.entry(counter).or_default() += by;
         }
         fn increment_tool(&mut self, _tool: &str) {}
         fn record_duration_ms(&mut self, ms: u64) {
+            self.calls.set(self.calls.get() + 1);
             self.durations.push(ms);
         }
         fn now_unix_nanos(&self) -> u64 {
+            self.calls.set(self.calls.get() + 1);
             1_700_000_000_000_000_000
         }
         fn emit_span(&mut self, span: SpanRecord) {
             self.spans.push(span);
         }
         fn recall_session(&self, key: &str) -> Option<String> {
+            self.calls.set(self.calls.get() + 1);
             self.sessions.get(key).cloned()
         }
         fn remember_session(&mut self, key: &str, session_id: &str) {
+            self.calls.set(self.calls.get() + 1);
             self.sessions.insert(key.to_string(), session_id.to_string());
         }
         fn forget_session(&mut self, key: &str) {
+            self.calls.set(self.calls.get() + 1);
             self.sessions.remove(key);
         }
     }
@@ -1046,6 +1067,28 @@ mod tests {
         let mut ex = request(&never, &mut host);
         respond(&mut ex, &mut host, "200", "application/json", &[br#"{"jsonrpc":"2.0","id":7,"result":{}}"#]);
         assert!(host.spans.is_empty(), "roots follow the ratio");
+    }
+
+    /// Host calls are the filter's main per-request cost in Envoy (each crosses the
+    /// VM boundary). This pins the count for the benchmark's request, a 1 KB
+    /// `tools/call` answered in JSON, so a change that adds calls is a visible decision.
+    #[test]
+    fn host_calls_per_tools_call() {
+        let pad = "x".repeat(900);
+        let body =
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_weather","arguments":{{"city":"{pad}"}}}}}}"#);
+        let answer: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"sunny"}],"isError":false}}"#;
+        let mut counts = Vec::new();
+        for role in ["downstream", "upstream", "standalone"] {
+            let conf = config(&format!(r#"{{"role":"{role}"}}"#));
+            let mut host = FakeHost::post(&body, &[]);
+            host.properties.insert("mcp.session.id".into(), "s".into());
+            host.calls.set(0);
+            let mut ex = request(&conf, &mut host);
+            respond(&mut ex, &mut host, "200", "application/json", &[answer]);
+            counts.push((role, host.calls.get()));
+        }
+        assert_eq!(counts, vec![("downstream", 22), ("upstream", 9), ("standalone", 24)], "{counts:?}");
     }
 
     #[test]
