@@ -1,0 +1,345 @@
+"""Summaries, budget verdicts and the printed / markdown tables of `make bench`.
+
+Every figure quoted is a median over rounds. A ratio "×A" or "×W" is computed within
+each round (front X and front A/W of the same round, started one after the other)
+and the median of those per-round ratios is quoted, so slow drift of the machine
+cancels out instead of landing on whichever front ran last.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from load import CELLS
+
+
+def median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def paired(runs: dict[str, list[dict | None]], front: str, base: str, metric: str, op: str = "ratio") -> float | None:
+    """Median over rounds of X/base (or X-base) for `metric`, pairing runs of the same round."""
+    return median(paired_values(runs, front, base, metric, op))
+
+
+def paired_values(runs: dict[str, list[dict | None]], front: str, base: str, metric: str, op: str = "ratio") -> list[float]:
+    """X/base (or X-base) for `metric`, one value per round."""
+    values = []
+    for x, b in zip(runs.get(front, []), runs.get(base, [])):
+        if x is None or b is None or x.get(metric) is None or b.get(metric) is None:
+            continue
+        if op == "ratio":
+            if b[metric]:
+                values.append(x[metric] / b[metric])
+        else:
+            values.append(x[metric] - b[metric])
+    return values
+
+
+def summarize_cells(raw_cells: dict[str, dict[str, list[dict | None]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for cell_key, runs in raw_cells.items():
+        summary[cell_key] = {}
+        for front, rounds in runs.items():
+            done = [r for r in rounds if r is not None]
+            if not done:
+                continue
+            s: dict[str, Any] = {
+                "rounds": len(done),
+                "rps": median([r["rps"] for r in done]),
+                "rps_all": [round(r["rps"], 1) for r in done],
+                "p50_ms": median([r["p50_us"] / 1000 for r in done if r["p50_us"] is not None]),
+                "p99_ms": median([r["p99_us"] / 1000 for r in done if r["p99_us"] is not None]),
+                "cpu_per_10k_s": median([r["cpu_per_10k_s"] for r in done]),
+                "front_util": median([r["front_util"] for r in done]),
+                "foreign_util": median([r["foreign_util"] for r in done]),
+                "errors": sum(r["error_count"] for r in done),
+            }
+            for base in ("A", "W"):
+                if base in runs and front != base:
+                    s[f"rps_x{base}"] = paired(runs, front, base, "rps")
+                    s[f"rps_x{base}_rounds"] = [round(v, 3) for v in paired_values(runs, front, base, "rps")]
+                    s[f"cpu_x{base}"] = paired(runs, front, base, "cpu_per_10k_s")
+                    if done[0]["p99_us"] is not None:
+                        s[f"p99_added_vs_{base}_ms"] = _ms(paired(runs, front, base, "p99_us", "diff"))
+                        s[f"p50_added_vs_{base}_ms"] = _ms(paired(runs, front, base, "p50_us", "diff"))
+                    s[f"cpu_added_vs_{base}_us"] = _us_per_req(paired(runs, front, base, "cpu_per_10k_s", "diff"))
+            if "N" in runs and front not in ("N", "A"):
+                s["rps_xN"] = paired(runs, front, "N", "rps")
+                s["rps_xN_rounds"] = [round(v, 3) for v in paired_values(runs, front, "N", "rps")]
+                s["cpu_xN"] = paired(runs, front, "N", "cpu_per_10k_s")
+            summary[cell_key][front] = s
+    return summary
+
+
+def _ms(us: float | None) -> float | None:
+    return None if us is None else us / 1000
+
+
+def _us_per_req(seconds_per_10k: float | None) -> float | None:
+    return None if seconds_per_10k is None else seconds_per_10k / 10_000 * 1e6
+
+
+def summarize_ttfe(raw_ttfe: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for front, rounds in raw_ttfe.items():
+        medians = [median(r["ttfe_us"]) for r in rounds]
+        p99s = [percentile(r["ttfe_us"], 99) for r in rounds]
+        totals = [median(r["total_us"]) for r in rounds]
+        out[front] = {
+            "ttfe_p50_ms": _ms(median(medians)),
+            "ttfe_p99_ms": _ms(median(p99s)),
+            "total_p50_ms": _ms(median(totals)),
+            "samples": sum(len(r["ttfe_us"]) for r in rounds),
+        }
+    for front in out:
+        if "A" in raw_ttfe and front != "A":
+            diffs = [median(x["ttfe_us"]) - median(a["ttfe_us"]) for x, a in zip(raw_ttfe[front], raw_ttfe["A"])]
+            out[front]["ttfe_added_vs_A_ms"] = _ms(median(diffs))
+    return out
+
+
+# --------------------------------------------------------------------------- budget
+
+BUDGET_CELL = "json-1k-c16"
+LATENCY_CELL = "json-1k-c1"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def budget(cells: dict, ttfe: dict, memory: dict, wasm_bytes: int, over_limit: int = 0) -> list[dict[str, str]]:
+    """The issue's budget lines, each with the measured figure and PASS/FAIL."""
+    lines: list[dict[str, str]] = []
+
+    def add(item: str, target: str, measured: str, ok: bool | None) -> None:
+        lines.append({"budget": item, "target": target, "measured": measured, "verdict": _verdict(ok)})
+
+    def get(cell: str, front: str, key: str) -> float | None:
+        return cells.get(cell, {}).get(front, {}).get(key)
+
+    def fmt(v: float | None, spec: str = ".3f", unit: str = "") -> str:
+        return "n/a" if v is None else f"{v:{spec}}{unit}"
+
+    def throughput(item: str, cell: str, front: str, base: str, floor: float) -> None:
+        """Verdict on the measured throughput ratio. Quoted beside it: the ratio the
+        front's CPU cost per request implies (base CPU / front CPU), which is what the
+        throughput ratio converges to when the front is the only bottleneck, and which
+        disturbs less when other processes share the machine."""
+        ratio = get(cell, front, f"rps_x{base}")
+        rounds = cells.get(cell, {}).get(front, {}).get(f"rps_x{base}_rounds") or []
+        spread = f"rounds {min(rounds):.2f}–{max(rounds):.2f}; " if len(rounds) > 1 else ""
+        cpu = get(cell, front, f"cpu_x{base}")
+        implied = 1 / cpu if cpu else None
+        measured = f"{fmt(ratio)} × {base} ({spread}CPU-cost basis {fmt(implied)})"
+        add(item, f"≥ {floor:.2f} × {base}", measured, None if ratio is None else ratio >= floor)
+
+    throughput("1 KB throughput, B vs W", BUDGET_CELL, "B", "W", 0.93)
+    throughput("1 KB throughput, B+ (own spans) vs W", BUDGET_CELL, "B+", "W", 0.88)
+    throughput("1 KB throughput, B vs N (native)", BUDGET_CELL, "B", "N", 1.00)
+    added = get(LATENCY_CELL, "B", "p99_added_vs_A_ms")
+    added_w = get(LATENCY_CELL, "B", "p99_added_vs_W_ms")
+    add(
+        "p99 latency added at 1 conn (1 KB), B − A",
+        "≤ 0.15 ms",
+        f"{fmt(added, '+.3f', ' ms')} (vs W: {fmt(added_w, '+.3f', ' ms')})",
+        None if added is None else added <= 0.15,
+    )
+    for front in ("B", "B+"):
+        t = ttfe.get(front, {}).get("ttfe_added_vs_A_ms")
+        add(f"time to first SSE event, {front} − A", "within ±1 ms", fmt(t, "+.3f", " ms"), None if t is None else abs(t) <= 1.0)
+
+    # Linear growth: the added CPU per request (B − A) at 1 KB, 64 KB, 1 MB. The cost per
+    # extra KiB from 64 KiB to 1 MiB must not exceed 1.25 × that from 1 KiB to 64 KiB.
+    c1, c64, c1m = (get(c, "B", "cpu_added_vs_A_us") for c in ("json-1k-c16", "json-64k-c16", "json-1m-c16"))
+    big = get("bigres-1k-c16", "B", "cpu_added_vs_A_us")
+    if None in (c1, c64, c1m):
+        add("cost grows linearly with body size (added CPU/request)", "per-KiB cost 64K→1M ≤ 1.25 × 1K→64K", "n/a", None)
+    else:
+        lo = (c64 - c1) / 63
+        hi = (c1m - c64) / 960
+        add(
+            "cost grows linearly with body size (added CPU/request)",
+            "per-KiB cost 64K→1M ≤ 1.25 × 1K→64K",
+            f"{c1:.1f} / {c64:.1f} / {c1m:.1f} µs at 1K / 64K / 1M; {lo:.3f} → {hi:.3f} µs/KiB"
+            + (" (1 MB bodies are over max_body_bytes: B passes them through unread)" if over_limit else "")
+            + (f"; 1 MB JSON result: {big:.1f} µs ({(big - c1) / 1023:.3f} µs/KiB)" if big is not None else ""),
+            hi <= 1.25 * max(lo, 0.05),
+        )
+    throughput("64 KB throughput, B vs bare", "json-64k-c16", "B", "A", 0.80)
+    r1m = get("json-1m-c16", "B", "rps_xA")
+    add("1 MB throughput, B vs bare (reported)", "—", f"{fmt(r1m)} × A", None)
+
+    mem = memory.get("B")
+    if mem and len(mem.get("points", [])) == 3:
+        start, mid, end = mem["points"]
+        rss_growth = end["rss_kib"] - mid["rss_kib"]
+        wasm_growth = end["wasm_linear_kib"] - mid["wasm_linear_kib"]
+        add(
+            f"no memory growth over {end['requests'] // 1000}k requests (B, 2nd half)",
+            "wasm linear memory +0, RSS ≤ +1 MiB",
+            f"wasm {mid['wasm_linear_kib']}→{end['wasm_linear_kib']} KiB, RSS {rss_growth:+d} KiB "
+            f"(whole run: wasm {start['wasm_linear_kib']}→{end['wasm_linear_kib']} KiB, RSS {end['rss_kib'] - start['rss_kib']:+d} KiB)",
+            wasm_growth == 0 and rss_growth <= 1024,
+        )
+    else:
+        add("no memory growth (B)", "wasm linear memory +0, RSS ≤ +1 MiB", "n/a", None)
+    add(".wasm size", "≤ 400 KiB (409600 B)", f"{wasm_bytes} B ({wasm_bytes / 1024:.1f} KiB)", wasm_bytes <= 400 * 1024)
+    return lines
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _f(v: float | None, spec: str) -> str:
+    return "—" if v is None else f"{v:{spec}}"
+
+
+def cell_rows(cells: dict, fronts: list[str]) -> list[list[str]]:
+    rows = []
+    labels = {c.key: c.label for c in CELLS}
+    for cell_key, per_front in cells.items():
+        for front in fronts:
+            s = per_front.get(front)
+            if not s:
+                continue
+            rows.append(
+                [
+                    labels.get(cell_key, cell_key),
+                    front,
+                    _f(s["rps"], ".0f"),
+                    _f(s.get("rps_xA"), ".3f"),
+                    _f(s.get("rps_xW"), ".3f"),
+                    _f(s["p50_ms"], ".3f"),
+                    _f(s["p99_ms"], ".3f"),
+                    _f(s["cpu_per_10k_s"], ".3f"),
+                    _f(s.get("cpu_xA"), ".2f"),
+                    _f(s.get("cpu_xW"), ".2f"),
+                    _f(s["front_util"] * 100, ".0f"),
+                    _f(s["foreign_util"] * 100, ".0f"),
+                    str(s["errors"]),
+                ]
+            )
+    return rows
+
+
+CELL_HEADER = ["load", "front", "req/s", "×A", "×W", "p50 ms", "p99 ms", "CPU s/10k", "CPU ×A", "CPU ×W", "front CPU %", "other CPU %", "errors"]
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    prev = None
+    for r in rows:
+        first = r[0] if r[0] != prev else ""
+        prev = r[0]
+        out.append("  ".join(c.ljust(w) for c, w in zip([first, *r[1:]], widths)))
+    return "\n".join(out)
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def ttfe_rows(ttfe: dict, fronts: list[str]) -> list[list[str]]:
+    return [
+        [f, _f(t["ttfe_p50_ms"], ".3f"), _f(t["ttfe_p99_ms"], ".3f"), _f(t.get("ttfe_added_vs_A_ms"), "+.3f"), _f(t["total_p50_ms"], ".3f"), str(t["samples"])]
+        for f in fronts
+        if (t := ttfe.get(f))
+    ]
+
+
+TTFE_HEADER = ["front", "first event p50 ms", "p99 ms", "p50 − A ms", "whole response p50 ms", "samples"]
+
+
+def memory_rows(memory: dict) -> list[list[str]]:
+    rows = []
+    for front, m in memory.items():
+        for label, p in zip(("before", "half-way", "after"), m["points"]):
+            rows.append(
+                [
+                    front,
+                    label,
+                    str(p["requests"]),
+                    str(p["rss_kib"]),
+                    str(p["wasm_vms"]),
+                    str(p["wasm_linear_kib"]),
+                    str(p["wasm_rss_kib"]),
+                    str(p.get("server.memory_allocated", 0) // 1024),
+                ]
+            )
+    return rows
+
+
+MEMORY_HEADER = ["front", "when", "requests", "RSS KiB", "wasm VMs", "wasm linear KiB", "wasm resident KiB", "heap (tcmalloc) KiB"]
+BUDGET_HEADER = ["budget", "target", "measured", "verdict"]
+
+
+def budget_rows(lines: list[dict[str, str]]) -> list[list[str]]:
+    return [[b["budget"], b["target"], b["measured"], b["verdict"]] for b in lines]
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    s = results["settings"]
+    fronts = s["fronts"]
+    parts = [
+        "# mcp-trace benchmark",
+        "",
+        f"Machine: {m['nproc']} CPUs, {m['cpu_model']}, Linux {m['kernel']}; {m['envoy_version']}; "
+        f"{m['wrk']}; {m['h2load']}; repo {m['git']}; {m['date']}.",
+        "",
+        f"Settings: all fronts running side by side, one loaded at a time; each load run {s['rounds']} times per front "
+        f"for {s['cell_seconds']} s, the fronts taking turns run by run (order reversed every other round); "
+        f"front --concurrency {s['concurrency']}; pinning: {s['pin_description']}; "
+        f"memory run {s['memory_requests']} requests; {s['ttfe_requests']} SSE requests per front and round. "
+        f"Wall time {results['wall_seconds']:.0f} s.",
+        "",
+        "Fronts: " + "; ".join(f"**{f}** {results['front_descriptions'][f]}" for f in fronts) + ".",
+        "",
+        "## Budget",
+        "",
+        md_table(BUDGET_HEADER, budget_rows(results["budget"])),
+        "",
+        "## Loads",
+        "",
+        "Medians over rounds. ×A / ×W: per-round ratio to the bare / empty-wasm front, median. "
+        "CPU s/10k: the front Envoy's CPU seconds (user+system, all threads) per 10 000 requests. "
+        "front CPU %: its CPU use during the cell (100 = one core). other CPU %: CPU used during the "
+        "cell by processes that are not part of the bench (noise). Latency from wrk (HTTP/1.1) only.",
+        "",
+        md_table(CELL_HEADER, cell_rows(results["cells"], fronts)),
+        "",
+        "## Time to first SSE event",
+        "",
+        f"POST through each front to a server that sends one event at once and the last one {s['sse_gap_ms']:g} ms later.",
+        "",
+        md_table(TTFE_HEADER, ttfe_rows(results["ttfe"], fronts)),
+        "",
+        "## Memory",
+        "",
+        "Envoy 1.40 has no stat for a wasm VM's memory; the wasm linear memory is read from "
+        "/proc/<pid>/smaps (the committed mapping below each V8 wasm memory reservation), summed over VMs.",
+        "",
+        md_table(MEMORY_HEADER, memory_rows(results["memory"])),
+        "",
+        "## Wasm",
+        "",
+        "\n".join(f"- {name}: {size} bytes" for name, size in results["wasm_sizes"].items()),
+        "",
+    ]
+    if results.get("notes"):
+        parts += ["## Notes", "", *[f"- {n}" for n in results["notes"]], ""]
+    return "\n".join(parts)
