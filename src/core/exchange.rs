@@ -171,19 +171,24 @@ impl Exchange {
         log_context::prefix(self.request_id.as_deref(), self.session.as_ref().map(|s| s.id.as_str()))
     }
 
-    /// Stats, logs and Envoy's span tags come from the HCM instance only, so the router's
-    /// upstream instance (which sees the same request again, per attempt) does not
-    /// count it twice.
-    fn reports(&self) -> bool {
+    /// Request id and session: resolved at the edge, in the HCM chain (`downstream`,
+    /// `standalone`), so every later filter and the upstream instance see them.
+    fn resolves_identity(&self) -> bool {
         self.config.role != Role::Upstream
     }
 
+    /// Everything MCP (recognition, `_meta`, span tags, the response, stats, logs) is
+    /// done once, by the instance closest to the upstream (`upstream`, `standalone`):
+    /// one body read and one response scan per request, and Envoy's span context in view.
+    fn does_mcp(&self) -> bool {
+        self.config.role != Role::Downstream
+    }
+
     fn own_spans(&self) -> bool {
-        self.config.own_spans.enabled && self.config.writes_meta()
+        self.config.own_spans.enabled && self.does_mcp()
     }
 
     pub fn on_request_headers(&mut self, end_of_stream: bool, host: &mut impl Host) -> Action {
-        self.started_ns = host.now_unix_nanos();
         let request_headers = host.request_headers();
         let get = |name: &str| request_headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let method = get(":method").unwrap_or("");
@@ -203,9 +208,7 @@ impl Exchange {
         };
 
         // Request id: every request gets one (MCP or not), resolved once at the edge.
-        if self.config.role == Role::Upstream {
-            self.request_id = get(&self.config.request_id_header).map(str::to_string);
-        } else {
+        if self.resolves_identity() {
             let incoming = get(&self.config.request_id_header);
             if let Some((id, source)) = resolve_request_id(incoming) {
                 if source == RequestIdSource::Generated || incoming != Some(id.as_str()) {
@@ -213,23 +216,18 @@ impl Exchange {
                 }
                 self.request_id = Some(id);
             }
+        } else {
+            self.request_id = get(&self.config.request_id_header).map(str::to_string);
         }
 
         let Some(transport) = self.transport else {
-            if self.reports() {
+            if self.does_mcp() {
                 host.increment(Counter::Passthrough(PassReason::NotMcp));
             }
             return Action::Continue;
         };
 
-        // Session.
-        if self.config.role == Role::Upstream {
-            // The HCM instance resolved it; its filter state is visible here.
-            self.session = host
-                .property(keys::MCP_SESSION_ID)
-                .filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN + 32))
-                .map(|s| Session { id: s, origin: SessionOrigin::Remembered });
-        } else {
+        if self.resolves_identity() {
             self.carried_session_header = get(headers::MCP_SESSION_ID).is_some_and(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN));
             self.session = resolve_session(&self.config.session_sources, |name| get(name), &self.path, false);
             if let Some(known) = self.session.as_ref().filter(|s| s.origin != SessionOrigin::Header || !self.carried_session_header) {
@@ -242,13 +240,9 @@ impl Exchange {
             if self.session.is_none() && self.config.generate_session_id {
                 self.session = resolve_session(&[], |_| None, "", true);
             }
-            // Published now, not with the body: the router's upstream instance reads it
-            // in its own header phase.
+            // Published in the header phase: the upstream instance reads it in its own.
             if let Some(s) = &self.session {
                 host.set_property(keys::MCP_SESSION_ID, &s.id);
-            }
-            if let Some(id) = &self.request_id {
-                host.set_property(keys::REQUEST_ID, id);
             }
             // Invalid trace context in headers is dropped here, never forwarded.
             if let Some(ts) = get(headers::TRACESTATE) {
@@ -261,7 +255,18 @@ impl Exchange {
                     host.set_request_header(headers::BAGGAGE, None);
                 }
             }
+        } else {
+            // The HCM instance resolved it; its filter state is visible here.
+            self.carried_session_header = get(headers::MCP_SESSION_ID).is_some_and(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN));
+            self.session = host
+                .property(keys::MCP_SESSION_ID)
+                .filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN + 32))
+                .map(|s| Session { id: s, origin: SessionOrigin::Remembered });
         }
+        if !self.does_mcp() {
+            return Action::Continue;
+        }
+        self.started_ns = host.now_unix_nanos();
         self.header_context = HeaderContext::from_headers(get(headers::TRACEPARENT), get(headers::TRACESTATE));
         self.protocol_version_header = get(headers::MCP_PROTOCOL_VERSION).filter(|v| is_visible_ascii(v, 64)).map(str::to_string);
         self.http_version = host.request_protocol();
@@ -269,7 +274,7 @@ impl Exchange {
         match transport {
             Transport::Post => {
                 if end_of_stream {
-                    if self.reports() {
+                    if self.does_mcp() {
                         host.increment(Counter::Passthrough(PassReason::Malformed));
                     }
                     self.transport = None;
@@ -277,7 +282,7 @@ impl Exchange {
                 }
                 let declared = get(headers::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
                 if declared.is_some_and(|len| len > self.config.max_body_bytes) {
-                    if self.reports() {
+                    if self.does_mcp() {
                         host.increment(Counter::Passthrough(PassReason::OverLimit));
                     }
                     log::debug!("{} body of {} bytes is over max_body_bytes, passed through", self.log_prefix(), declared.unwrap_or(0));
@@ -285,11 +290,10 @@ impl Exchange {
                     self.phase = Phase::Bypass;
                     return Action::Continue;
                 }
-                if self.config.writes_meta()
-                    && (self.config.meta.trace_context
-                        || self.config.meta.request_id_key.is_some()
-                        || self.config.meta.session_id_key.is_some()
-                        || self.own_spans())
+                if self.config.meta.trace_context
+                    || self.config.meta.request_id_key.is_some()
+                    || self.config.meta.session_id_key.is_some()
+                    || self.own_spans()
                 {
                     self.phase = Phase::HoldBody;
                     Action::Pause
@@ -299,7 +303,7 @@ impl Exchange {
                 }
             }
             Transport::Stream | Transport::SessionEnd => {
-                if self.reports() {
+                if self.does_mcp() {
                     let verb = if transport == Transport::Stream { "GET" } else { "DELETE" };
                     host.set_property(keys::SPAN_NAME, &format!("{verb} {path_only}"));
                 }
@@ -308,7 +312,7 @@ impl Exchange {
                         host.forget_session(&s.id);
                     }
                 }
-                if self.reports() {
+                if self.does_mcp() {
                     log::debug!("{} {method} {path_only}", self.log_prefix());
                 }
                 Action::Continue
@@ -361,7 +365,7 @@ impl Exchange {
     }
 
     fn give_up_body(&mut self, host: &mut impl Host) {
-        if self.reports() {
+        if self.does_mcp() {
             host.increment(Counter::Passthrough(PassReason::OverLimit));
         }
         log::debug!("{} request body over max_body_bytes ({}), passed through", self.log_prefix(), self.config.max_body_bytes);
@@ -379,7 +383,7 @@ impl Exchange {
                     Rejection::Malformed => PassReason::Malformed,
                     Rejection::NotJsonRpc => PassReason::NotJsonRpc,
                 };
-                if self.reports() {
+                if self.does_mcp() {
                     host.increment(Counter::Passthrough(reason));
                     log::debug!("{} POST body is not JSON-RPC ({reason:?}), passed through", self.log_prefix());
                 }
@@ -396,7 +400,7 @@ impl Exchange {
         };
         let mut writes: Vec<MetaWrite> = Vec::with_capacity(messages.len());
         for message in messages {
-            if self.reports() {
+            if self.does_mcp() {
                 host.increment(Counter::Request(method_index(message.method.as_deref())));
             }
             let facts = RequestFacts {
@@ -415,12 +419,12 @@ impl Exchange {
                 outcome: None,
                 tool: (message.method.as_deref() == Some("tools/call")).then(|| message.target.as_deref().map(str::to_string)).flatten(),
             };
-            if let Some(tool) = op.tool.as_ref().filter(|_| self.reports()) {
+            if let Some(tool) = op.tool.as_ref().filter(|_| self.does_mcp()) {
                 if self.config.tool_metrics.iter().any(|t| t == tool) {
                     host.increment_tool(tool);
                 }
             }
-            if self.reports() {
+            if self.does_mcp() {
                 self.log_message(message);
             }
             let mut write = MetaWrite::default();
@@ -452,7 +456,7 @@ impl Exchange {
                 host.set_request_header(headers::CONTENT_LENGTH, Some(&new_body.len().to_string()));
             }
         }
-        if self.reports() {
+        if self.does_mcp() {
             self.tag_request(host);
         }
     }
@@ -477,8 +481,11 @@ impl Exchange {
         let Some(first) = self.operations.first() else { return };
         host.set_property(keys::SPAN_NAME, &first.name);
         for (key, value) in &first.attributes {
-            // Already published in the header phase (for the upstream instance).
-            if *key != keys::MCP_SESSION_ID && *key != keys::REQUEST_ID {
+            // Not as filter state: the session was published in the header phase, and
+            // envoy.yaml tags the constants (network.*) and the request id (from the
+            // x-request-id header) directly. Each property is a host call and an Envoy
+            // filter-state object on the hot path.
+            if !matches!(*key, keys::MCP_SESSION_ID | keys::REQUEST_ID | keys::NETWORK_PROTOCOL_NAME | keys::NETWORK_TRANSPORT) {
                 host.set_property(key, &value.as_text());
             }
         }
@@ -488,22 +495,23 @@ impl Exchange {
     }
 
     pub fn on_response_headers(&mut self, end_of_stream: bool, host: &mut impl Host) -> Action {
-        self.status = host.response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
-        if self.config.role != Role::Upstream {
+        if self.resolves_identity() {
             if let Some(id) = &self.request_id {
                 host.set_response_header(&self.config.request_id_header, id);
             }
         }
-        if self.transport.is_none() || (self.config.role == Role::Upstream && !self.own_spans()) {
+        if self.transport.is_none() || !self.does_mcp() {
             return Action::Continue;
         }
+        self.status = host.response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
         self.learn_session(host);
-        let known_session = self.carried_session_header && self.session.as_ref().is_some_and(|s| host.recall_session(&s.id).is_some());
-        if self.status == 404 && known_session && self.reports() {
+        // A 404 on a session the proxy saw the server assign: the server expired it.
+        let expired = self.status == 404
+            && self.carried_session_header
+            && self.session.as_ref().is_some_and(|s| host.recall_session(&s.id).is_some());
+        if expired {
             host.increment(Counter::SessionExpired);
-            if self.reports() {
-                host.set_property(keys::SESSION_EXPIRED, "true");
-            }
+            host.set_property(keys::SESSION_EXPIRED, "true");
             if let Some(s) = &self.session {
                 host.forget_session(&s.id);
             }
@@ -526,7 +534,7 @@ impl Exchange {
     /// is the session, and the client-side id it was resolved from maps to it.
     fn learn_session(&mut self, host: &mut impl Host) {
         let is_initialize = self.operations.iter().any(|op| op.method.as_deref() == Some("initialize"));
-        if !is_initialize || self.config.role == Role::Upstream {
+        if !is_initialize {
             return;
         }
         let Some(assigned) = host.response_header(headers::MCP_SESSION_ID).filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN)) else {
@@ -535,6 +543,8 @@ impl Exchange {
         // Known sessions map to themselves (so a later 404 can be told apart from a
         // bad id); a client-side id maps to the server's.
         host.remember_session(&assigned, &assigned);
+        // (The upstream instance cannot tell a generated id from a client's; aliasing a
+        // random one costs a slot nobody will ask for.)
         if let Some(previous) = &self.session {
             if previous.origin != SessionOrigin::Generated && previous.id != assigned {
                 host.remember_session(&previous.id, &assigned);
@@ -547,7 +557,7 @@ impl Exchange {
                 op.attributes.retain(|(k, _)| *k != keys::MCP_SESSION_ID);
                 op.attributes.push((keys::MCP_SESSION_ID, Value::Str(s.id.clone())));
             }
-            if self.reports() {
+            if self.does_mcp() {
                 host.set_property(keys::MCP_SESSION_ID, &s.id);
             }
         }
@@ -556,7 +566,7 @@ impl Exchange {
     /// Legacy HTTP+SSE: the stream's first event names the POST endpoint, whose
     /// `session_id` query parameter is the session every later POST carries.
     fn learn_legacy_session(&mut self, endpoint: &str, host: &mut impl Host) {
-        if !self.reports() || self.transport != Some(Transport::Stream) {
+        if !self.does_mcp() || self.transport != Some(Transport::Stream) {
             return;
         }
         let Some(id) = query_param(endpoint, "session_id").filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN)) else { return };
@@ -649,7 +659,7 @@ impl Exchange {
     /// its answer may reset the stream before the end, and filter state set after that
     /// (in `on_log`) no longer reaches the span.
     fn publish_response(&mut self, host: &mut impl Host) {
-        if !self.reports() {
+        if !self.does_mcp() {
             return;
         }
         if !self.outcome_published {
@@ -686,7 +696,7 @@ impl Exchange {
                 op.outcome = Some(http_outcome.clone());
             }
         }
-        if !self.reports() {
+        if !self.does_mcp() {
             return;
         }
         if self.sse.events > 0 {
@@ -715,7 +725,7 @@ impl Exchange {
         self.logged = true;
         self.finish_response(host);
         let now = host.now_unix_nanos();
-        if self.reports() && !self.operations.is_empty() {
+        if self.does_mcp() && !self.operations.is_empty() {
             host.record_duration_ms(now.saturating_sub(self.started_ns) / 1_000_000);
         }
         if !self.own_spans() {
@@ -1020,26 +1030,43 @@ mod tests {
 
     #[test]
     fn paired_instances_split_the_work() {
-        // Downstream: ids, session and tags; the body is only read.
+        // Downstream (HCM chain): identity only; the body is not even read.
         let down = config(r#"{"role":"downstream"}"#);
-        let mut host = FakeHost::post(CALL, &[("traceparent", TP)]);
+        let mut host = FakeHost::post(CALL, &[("traceparent", TP), ("x-session-id", "agent-1")]);
         let mut ex = Exchange::new(down.clone());
         assert_eq!(ex.on_request_headers(false, &mut host), Action::Continue, "never holds the request");
-        ex.on_request_body(CALL.len(), true, &mut host);
+        assert_eq!(ex.on_request_body(CALL.len(), true, &mut host), Action::Continue);
         assert_eq!(host.request_body, CALL.as_bytes());
-        assert_eq!(host.properties["mcp.method.name"], "tools/call");
-        // Upstream: Envoy injected its own span; that becomes the server's parent.
+        assert_eq!(host.properties.keys().collect::<Vec<_>>(), vec!["mcp.session.id"]);
+        assert!(host.counters.is_empty());
+        let rid = host.header("x-request-id").unwrap().to_string();
+        // Upstream (router upstream filter): Envoy injected its own span; that becomes
+        // the server's parent, and this instance does the MCP work.
         let up = config(r#"{"role":"upstream"}"#);
         let envoy_span = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
         host.set_request_header("traceparent", Some(envoy_span));
-        let counters_before = host.counters.clone();
-        let mut ex = Exchange::new(up);
-        assert_eq!(ex.on_request_headers(false, &mut host), Action::Pause);
-        ex.on_request_body(CALL.len(), true, &mut host);
+        let mut up_ex = Exchange::new(up);
+        assert_eq!(up_ex.on_request_headers(false, &mut host), Action::Pause);
+        up_ex.on_request_body(CALL.len(), true, &mut host);
         let body: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
         assert_eq!(body["params"]["_meta"]["traceparent"], envoy_span);
-        assert_eq!(body["params"]["_meta"]["io.github.mcp-trace/session-id"], host.properties["mcp.session.id"].as_str());
-        assert_eq!(host.counters, counters_before, "the upstream instance does not count twice");
+        assert_eq!(body["params"]["_meta"]["io.github.mcp-trace/session-id"], "agent-1");
+        assert_eq!(body["params"]["_meta"]["io.github.mcp-trace/request-id"], rid.as_str());
+        assert_eq!(host.properties["mcp.method.name"], "tools/call");
+        assert_eq!(host.count(Counter::Request(method_index(Some("tools/call")))), 1);
+        // The response: the upstream instance reads it, the downstream one stamps the id.
+        respond(
+            &mut up_ex,
+            &mut host,
+            "200",
+            "application/json",
+            &[br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"bad"}}"#],
+        );
+        assert_eq!(host.properties["error.type"], "-32602");
+        host.response_headers.remove("x-request-id");
+        respond(&mut ex, &mut host, "200", "application/json", &[b"{}"]);
+        assert_eq!(host.response_headers["x-request-id"], rid);
+        assert_eq!(host.count(Counter::Error(ErrorClass::JsonRpc)), 1, "counted once");
     }
 
     #[test]
@@ -1088,7 +1115,7 @@ mod tests {
             respond(&mut ex, &mut host, "200", "application/json", &[answer]);
             counts.push((role, host.calls.get()));
         }
-        assert_eq!(counts, vec![("downstream", 22), ("upstream", 9), ("standalone", 24)], "{counts:?}");
+        assert_eq!(counts, vec![("downstream", 5), ("upstream", 19), ("standalone", 21)], "{counts:?}");
     }
 
     #[test]
