@@ -315,10 +315,10 @@ impl Config {
         })
     }
 
-    /// Whether this instance writes `params._meta` (and, with own spans on, reports the
-    /// proxy's MCP span): the instance closest to the upstream. In the paired layout
-    /// that is the router's upstream instance, the only one that sees Envoy's span.
-    pub fn writes_meta(&self) -> bool {
+    /// Whether this instance does the MCP work (recognition, `params._meta`, span tags,
+    /// the response, own spans): the instance closest to the upstream. In the paired
+    /// layout that is the router's upstream instance, the only one that sees Envoy's span.
+    pub fn does_mcp_work(&self) -> bool {
         self.role != Role::Downstream
     }
 }
@@ -431,7 +431,7 @@ mod tests {
         assert!(c.own_spans.enabled);
         assert_eq!(c.own_spans.root_sample_ratio, 0.5);
         assert_eq!(c.tool_metrics, vec!["get_weather".to_string()]);
-        assert!(c.writes_meta());
+        assert!(c.does_mcp_work());
     }
 
     fn refused(json: &str) -> String {
@@ -465,14 +465,14 @@ mod tests {
     }
 
     #[test]
-    fn role_decides_who_writes_meta() {
+    fn role_decides_who_does_mcp_work() {
         let mut c = Config::parse(b"{}").unwrap();
-        assert!(c.writes_meta(), "standalone does everything");
+        assert!(c.does_mcp_work(), "standalone does everything");
         c.role = Role::Downstream;
-        assert!(!c.writes_meta(), "paired: the upstream instance writes");
+        assert!(!c.does_mcp_work(), "paired: the upstream instance writes");
         c.own_spans.enabled = true;
-        assert!(!c.writes_meta(), "own spans too: only the upstream instance sees Envoy's span to link");
+        assert!(!c.does_mcp_work(), "own spans too: only the upstream instance sees Envoy's span to link");
         c.role = Role::Upstream;
-        assert!(c.writes_meta());
+        assert!(c.does_mcp_work());
     }
 }
