@@ -192,7 +192,9 @@ impl Default for RawOwnSpans {
             authority: "otel-collector".into(),
             path: "/v1/traces".into(),
             service_name: "mcp-trace".into(),
-            flush_interval_ms: 1000,
+            // 4 flushes a second of up to 8 batches each: a worker can export 16k
+            // spans/s before its queue bound drops any.
+            flush_interval_ms: 250,
             max_queue_spans: 4096,
             max_batch_spans: 512,
             timeout_ms: 5000,

@@ -30,7 +30,14 @@ impl log::Log for EnvoyLogger {
             log::Level::Warn => 3,
             log::Level::Error => 4,
         };
-        abi::log(level, &record.args().to_string());
+        // Request lines carry their own `[req=…|session=…]`; VM-level lines (configure,
+        // export) belong to no request and say so the same way.
+        let line = record.args().to_string();
+        if line.starts_with("[req=") {
+            abi::log(level, &line);
+        } else {
+            abi::log(level, &format!("[req=-|session=-] {line}"));
+        }
     }
 
     fn flush(&self) {}

@@ -111,8 +111,9 @@ def test_everything_else_passes_through_byte_identical_and_is_counted(gateway, f
         ("/mcp", b"[" * 20000 + b"]" * 20000, "application/json", "not_jsonrpc"),
         ("/other", b'{"jsonrpc":"2.0","id":1,"method":"x"}', "application/xml", "not_mcp"),
     ]
+    limit = max(plugin_config(e).get("max_body_bytes", 512 * 1024) for e in wasm_filters(load_envoy_config()))
     big = json.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
-                      "params": {"name": "add", "arguments": {"pad": "z" * (600 * 1024)}}}).encode()
+                      "params": {"name": "add", "arguments": {"pad": "z" * (limit + 1024)}}}).encode()
     cases.append(("/mcp", big, "application/json", "over_limit"))
     for path, body, ctype, _ in cases:
         raw_post(path, body, ctype)

@@ -88,3 +88,17 @@ def test_a_batch_gets_one_span_and_one_context_per_element(gateway_own_spans, fr
     parents = [m["params"]["_meta"]["traceparent"].split("-")[2] for m in forwarded]
     assert parents == [spans["tools/list"]["span_id"], spans["tools/call add"]["span_id"], spans["notifications/cancelled"]["span_id"]]
     assert forwarded[1]["params"]["arguments"] == {"a": 1, "b": 2}
+
+
+def test_own_spans_follow_the_sampled_flag_and_keep_errors(gateway_own_spans, fresh, server, sink):
+    trace_id = "7" * 32
+    unsampled = f"00-{trace_id}-{'5' * 16}-00"
+    ok = post_jsonrpc("tools/list", {}, headers={"traceparent": unsampled})
+    failed = post_jsonrpc("nonexistent/method", {}, headers={"traceparent": unsampled})
+    assert failed.json()["error"]
+    kept = spans_of(sink, "mcp-trace", lambda s: s["attributes"].get("mcp_trace.request_id") == failed.headers["x-request-id"])
+    assert kept[0]["attributes"]["error.type"] == str(failed.json()["error"]["code"]), "error spans are always kept"
+    assert not [s for s in sink.spans() if s["service_name"] == "mcp-trace"
+                and s["attributes"].get("mcp_trace.request_id") == ok.headers["x-request-id"]], "unsampled parent: dropped"
+    forwarded = json.loads(seen_posts(server)[0]["body"])
+    assert forwarded["params"]["_meta"]["traceparent"].endswith("-00"), "the decision travels with the context"
