@@ -127,6 +127,9 @@ pub struct Exchange {
     protocol_version_header: Option<String>,
     http_version: Option<String>,
     path: String,
+    /// `Mcp-Method`/`Mcp-Name` (2026-07-28): used when the body itself is not read.
+    mirrored_method: Option<String>,
+    mirrored_name: Option<String>,
     observed: Vec<u8>,
     operations: Vec<Operation>,
     batch: bool,
@@ -153,6 +156,8 @@ impl Exchange {
             protocol_version_header: None,
             http_version: None,
             path: String::new(),
+            mirrored_method: None,
+            mirrored_name: None,
             observed: Vec::new(),
             operations: Vec::new(),
             batch: false,
@@ -202,7 +207,7 @@ impl Exchange {
 
         self.transport = match method {
             "POST" if is_json(get(headers::CONTENT_TYPE)) => Some(Transport::Post),
-            "GET" if on_endpoint && accepts_event_stream(get("accept")) => Some(Transport::Stream),
+            "GET" if on_endpoint && accepts_event_stream(get(headers::ACCEPT)) => Some(Transport::Stream),
             "DELETE" if on_endpoint => Some(Transport::SessionEnd),
             _ => None,
         };
@@ -268,6 +273,8 @@ impl Exchange {
         }
         self.started_ns = host.now_unix_nanos();
         self.header_context = HeaderContext::from_headers(get(headers::TRACEPARENT), get(headers::TRACESTATE));
+        self.mirrored_method = get(headers::MCP_METHOD).filter(|m| is_visible_ascii(m, 128)).map(str::to_string);
+        self.mirrored_name = get(headers::MCP_NAME).filter(|n| !n.is_empty() && n.len() <= 1024).map(str::to_string);
         self.protocol_version_header = get(headers::MCP_PROTOCOL_VERSION).filter(|v| is_visible_ascii(v, 64)).map(str::to_string);
         self.http_version = host.request_protocol();
 
@@ -282,12 +289,7 @@ impl Exchange {
                 }
                 let declared = get(headers::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
                 if declared.is_some_and(|len| len > self.config.max_body_bytes) {
-                    if self.does_mcp() {
-                        host.increment(Counter::Passthrough(PassReason::OverLimit));
-                    }
-                    log::debug!("{} body of {} bytes is over max_body_bytes, passed through", self.log_prefix(), declared.unwrap_or(0));
-                    self.transport = None;
-                    self.phase = Phase::Bypass;
+                    self.give_up_body(host);
                     return Action::Continue;
                 }
                 if self.config.meta.trace_context
@@ -364,11 +366,20 @@ impl Exchange {
         }
     }
 
+    /// The body is too large to read: it passes through untouched and is counted. A
+    /// 2026-07-28 client mirrors the method and name into `Mcp-Method`/`Mcp-Name`; with
+    /// those the span is still named and tagged.
     fn give_up_body(&mut self, host: &mut impl Host) {
-        if self.does_mcp() {
-            host.increment(Counter::Passthrough(PassReason::OverLimit));
-        }
+        host.increment(Counter::Passthrough(PassReason::OverLimit));
         log::debug!("{} request body over max_body_bytes ({}), passed through", self.log_prefix(), self.config.max_body_bytes);
+        if let Some(method) = self.mirrored_method.take() {
+            let target = self.mirrored_name.take();
+            let (name, mut attrs) = header_span(&method, target.as_deref());
+            attrs.push((keys::SPAN_NAME, Value::Str(name)));
+            for (key, value) in attrs {
+                host.set_property(key, &value.as_text());
+            }
+        }
         self.phase = Phase::Bypass;
         self.transport = None;
         self.observed = Vec::new();
@@ -766,6 +777,25 @@ impl Exchange {
     }
 }
 
+/// Span name and attributes from the mirrored `Mcp-Method`/`Mcp-Name` headers alone.
+fn header_span(method: &str, name: Option<&str>) -> (String, Attributes) {
+    let text = |v: &str| Value::Str(crate::core::text::bounded_printable(v, crate::core::span::MAX_ATTRIBUTE_LEN));
+    let mut attrs: Attributes = vec![(keys::MCP_METHOD_NAME, text(method))];
+    let span = match (method, name) {
+        ("tools/call", Some(tool)) => {
+            attrs.push((keys::GEN_AI_TOOL_NAME, text(tool)));
+            attrs.push((keys::GEN_AI_OPERATION_NAME, Value::Str("execute_tool".into())));
+            format!("{method} {tool}")
+        }
+        ("prompts/get", Some(prompt)) => {
+            attrs.push((keys::GEN_AI_PROMPT_NAME, text(prompt)));
+            format!("{method} {prompt}")
+        }
+        _ => method.to_string(),
+    };
+    (crate::core::text::bounded_printable(&span, 2 * crate::core::span::MAX_ATTRIBUTE_LEN), attrs)
+}
+
 /// `application/json` or any `+json` type, parameters ignored.
 fn is_json(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
@@ -982,12 +1012,15 @@ mod tests {
         assert_eq!(host.request_body, br#"{"jsonrpc":"2.0","id":1,"method":"tools/ca"#);
         assert_eq!(host.count(Counter::Passthrough(PassReason::Malformed)), 1);
 
-        let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(100));
-        let mut host = FakeHost::post(&big, &[]);
+        let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","pad":"{}"}}}}"#, "x".repeat(100));
+        let mut host = FakeHost::post(&big, &[("mcp-method", "tools/call"), ("mcp-name", "t")]);
         let mut ex = Exchange::new(conf.clone());
         assert_eq!(ex.on_request_headers(false, &mut host), Action::Continue, "declared length over the limit");
         assert_eq!(host.request_body, big.as_bytes());
         assert_eq!(host.count(Counter::Passthrough(PassReason::OverLimit)), 1);
+        // Not read, but named from the 2026-07-28 mirrored headers.
+        assert_eq!(host.properties["mcp_trace.span_name"], "tools/call t");
+        assert_eq!(host.properties["gen_ai.tool.name"], "t");
 
         // No content-length (chunked): discovered while buffering.
         let mut host = FakeHost::post(&big, &[]);

@@ -13,6 +13,7 @@ pub const MCP_NAME: &str = "mcp-name";
 pub const CONTENT_TYPE: &str = "content-type";
 pub const CONTENT_LENGTH: &str = "content-length";
 pub const AUTHORIZATION: &str = "authorization";
+pub const ACCEPT: &str = "accept";
 
 /// W3C Trace Context and Baggage.
 pub const TRACEPARENT: &str = "traceparent";
