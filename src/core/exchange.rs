@@ -127,6 +127,7 @@ pub struct Exchange {
     protocol_version_header: Option<String>,
     http_version: Option<String>,
     path: String,
+    had_content_length: bool,
     /// `Mcp-Method`/`Mcp-Name` (2026-07-28): used when the body itself is not read.
     mirrored_method: Option<String>,
     mirrored_name: Option<String>,
@@ -156,6 +157,7 @@ impl Exchange {
             protocol_version_header: None,
             http_version: None,
             path: String::new(),
+            had_content_length: false,
             mirrored_method: None,
             mirrored_name: None,
             observed: Vec::new(),
@@ -288,6 +290,7 @@ impl Exchange {
                     return Action::Continue;
                 }
                 let declared = get(headers::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
+                self.had_content_length = get(headers::CONTENT_LENGTH).is_some();
                 if declared.is_some_and(|len| len > self.config.max_body_bytes) {
                     self.give_up_body(host);
                     return Action::Continue;
@@ -380,9 +383,24 @@ impl Exchange {
                 host.set_property(key, &value.as_text());
             }
         }
+        // The operation still ends with a status worth tagging: keep the transport.
         self.phase = Phase::Bypass;
-        self.transport = None;
         self.observed = Vec::new();
+    }
+
+    /// A request with trailers ends here instead of in a body callback with
+    /// `end_of_stream`: finish reading the held body.
+    pub fn on_request_trailers(&mut self, host: &mut impl Host) -> Action {
+        if self.phase == Phase::HoldBody {
+            match host.request_body(self.config.max_body_bytes + 1) {
+                Some(body) if body.len() <= self.config.max_body_bytes => {
+                    self.phase = Phase::Idle;
+                    self.read_request(&body, host);
+                }
+                _ => self.give_up_body(host),
+            }
+        }
+        Action::Continue
     }
 
     /// The whole request body is here: recognise it, plan the spans, splice `_meta`.
@@ -465,7 +483,11 @@ impl Exchange {
             }
             if let Some(new_body) = new_body {
                 host.replace_request_body(&new_body);
-                host.set_request_header(headers::CONTENT_LENGTH, Some(&new_body.len().to_string()));
+                // Only a length that was there is corrected: a chunked (or HTTP/2)
+                // request stays without one.
+                if self.had_content_length {
+                    host.set_request_header(headers::CONTENT_LENGTH, Some(&new_body.len().to_string()));
+                }
             }
         }
         if self.does_mcp() {
@@ -800,8 +822,11 @@ fn header_span(method: &str, name: Option<&str>) -> (String, Attributes) {
 fn is_json(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
     let essence = ct.split(';').next().unwrap_or("").trim();
+    // Bytes, not str slices: a header may carry non-ASCII (decoded lossily), and a
+    // slice off a char boundary would panic.
+    let bytes = essence.as_bytes();
     essence.eq_ignore_ascii_case("application/json")
-        || (essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case("+json") && essence.starts_with("application/"))
+        || (bytes.len() > 5 && bytes[bytes.len() - 5..].eq_ignore_ascii_case(b"+json") && bytes.starts_with(b"application/"))
 }
 
 fn accepts_event_stream(accept: Option<&str>) -> bool {
@@ -991,6 +1016,18 @@ mod tests {
     }
 
     #[test]
+    fn content_types() {
+        assert!(is_json(Some("application/json")));
+        assert!(is_json(Some("Application/JSON; charset=utf-8")));
+        assert!(is_json(Some("application/vnd.api+json")));
+        assert!(!is_json(Some("text/plain")));
+        assert!(!is_json(None));
+        // Non-ASCII (a lossily decoded header byte) must not panic.
+        assert!(!is_json(Some("application/\u{FFFD}abcd")));
+        assert!(!is_json(Some("\u{FFFD}\u{FFFD}")));
+    }
+
+    #[test]
     fn non_mcp_requests_pass_untouched_and_are_counted() {
         let conf = config("{}");
         let mut host = FakeHost::post("hello", &[]);
@@ -1030,6 +1067,21 @@ mod tests {
         assert_eq!(ex.on_request_body(big.len(), false, &mut host), Action::Continue);
         assert_eq!(host.request_body, big.as_bytes());
         assert_eq!(host.count(Counter::Passthrough(PassReason::OverLimit)), 1);
+    }
+
+    #[test]
+    fn chunked_requests_and_trailers() {
+        let conf = config("{}");
+        let mut host = FakeHost::post(CALL, &[]);
+        host.set_request_header("content-length", None);
+        let mut ex = Exchange::new(conf);
+        assert_eq!(ex.on_request_headers(false, &mut host), Action::Pause);
+        assert_eq!(ex.on_request_body(CALL.len(), false, &mut host), Action::Pause);
+        assert_eq!(ex.on_request_trailers(&mut host), Action::Continue, "trailers end the body");
+        assert!(host.header("content-length").is_none(), "no length invented for a chunked body");
+        let body: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
+        assert!(body["params"]["_meta"]["io.github.mcp-trace/request-id"].is_string());
+        assert_eq!(host.properties["mcp_trace.span_name"], "tools/call get_weather");
     }
 
     #[test]

@@ -281,7 +281,7 @@ fn read_params<'a>(body: &'a [u8], raw: &'a RawValue, msg: &mut Message<'a>) {
         Some(meta_raw) if meta_raw.get().starts_with('{') => read_meta(body, meta_raw, msg),
         Some(_) => MetaLayout::Untouchable,
     };
-    let empty = raw.get()[1..].trim_start().starts_with('}');
+    let empty = raw.get().get(1..).unwrap_or("").trim_start().starts_with('}');
     msg.layout.params = ParamsLayout::Object { open, empty, meta };
 }
 
@@ -297,7 +297,7 @@ fn read_meta<'a>(body: &'a [u8], raw: &'a RawValue, msg: &mut Message<'a>) -> Me
         let value_end = value_start + value.get().len();
         // The key starts at the first quote after the previous value (or the brace):
         // only whitespace and one comma can stand in between.
-        let key_start = body[cursor..value_start].iter().position(|&b| b == b'"').map_or(cursor, |p| cursor + p);
+        let key_start = body.get(cursor..value_start).and_then(|gap| gap.iter().position(|&b| b == b'"')).map_or(cursor, |p| cursor + p);
         let as_str = || json_str(value).ok_or(());
         match key.as_str() {
             "traceparent" => msg.meta_context.traceparent = Some(as_str()),

@@ -16,7 +16,7 @@ pub fn bounded_printable(value: &str, max_len: usize) -> String {
     while !value.is_char_boundary(end) {
         end -= 1;
     }
-    value[..end].chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
+    value.get(..end).unwrap_or("").chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
 }
 
 /// Lowercase hex of `bytes`.

@@ -22,7 +22,7 @@ impl TraceParent {
         if bytes.len() < 55 || !value.is_ascii() {
             return None;
         }
-        let (version, trace_id, span_id, flags) = (&value[0..2], &value[3..35], &value[36..52], &value[53..55]);
+        let (version, trace_id, span_id, flags) = (value.get(0..2)?, value.get(3..35)?, value.get(36..52)?, value.get(53..55)?);
         if bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
             return None;
         }

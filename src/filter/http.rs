@@ -142,6 +142,11 @@ impl HttpContext for Http {
         action(self.exchange.on_request_body(body_size, end_of_stream, &mut host))
     }
 
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let mut host = EnvoyHost { shared: &self.shared };
+        action(self.exchange.on_request_trailers(&mut host))
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let mut host = EnvoyHost { shared: &self.shared };
         action(self.exchange.on_response_headers(end_of_stream, &mut host))

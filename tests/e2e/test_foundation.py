@@ -185,6 +185,29 @@ def test_logs_carry_ids_and_tool_argument_names_only(gateway, fresh, server):
     assert not any("Paris" in line for line in lines), "argument values are never logged"
 
 
+def test_hostile_header_bytes_do_not_kill_the_vm(gateway, fresh, server, sink):
+    import socket
+
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
+    for content_type in (b"application/\xffabcd", b"\xff\xfe+json", b"application/json\xc3"):
+        raw = (b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: " + content_type +
+               b"\r\nX-Session-ID: \xe9t\xe9\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        with socket.create_connection(("127.0.0.1", 10000), timeout=10) as s:
+            s.sendall(raw)
+            assert s.recv(65536).startswith(b"HTTP/1.1 ")
+    r = post_jsonrpc_plain()
+    assert r.headers["x-request-id"]
+    assert "panicked" not in gateway.log()
+    reloads = {k: v for k, v in gateway.stats("wasm").items() if "reload" in k or "crash" in k}
+    assert reloads and not any(reloads.values()), reloads
+
+
+def post_jsonrpc_plain():
+    return httpx.post(MCP_URL, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+                      headers={"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28",
+                               "mcp-method": "tools/list"}, timeout=10)
+
+
 def test_bad_configuration_is_refused_with_a_clear_line(tmp_path):
     config = load_envoy_config()
     config["admin"]["address"]["socket_address"]["port_value"] = 0
