@@ -158,14 +158,17 @@ struct WireParams<'a> {
 
 /// Parses a POST body as a JSON-RPC message or batch.
 pub fn parse_body(body: &[u8]) -> Result<Body<'_>, Rejection> {
+    // JSON is UTF-8 (RFC 8259). Checked once up front: serde_json does not check the
+    // strings it skips, and parsing from `str` then spares it the per-string check.
+    let text = std::str::from_utf8(body).map_err(|_| Rejection::Malformed)?;
     let first = body.iter().position(|b| !b.is_ascii_whitespace()).ok_or(Rejection::Malformed)?;
     match body[first] {
         b'{' => {
-            let wire: WireMessage = serde_json::from_slice(body).map_err(reject)?;
+            let wire: WireMessage = serde_json::from_str(text).map_err(reject)?;
             message(body, first, wire).map(Body::Single).ok_or(Rejection::NotJsonRpc)
         }
         b'[' => {
-            let elements: Vec<&RawValue> = serde_json::from_slice(body).map_err(reject)?;
+            let elements: Vec<&RawValue> = serde_json::from_str(text).map_err(reject)?;
             if elements.is_empty() {
                 return Err(Rejection::NotJsonRpc);
             }
@@ -182,7 +185,7 @@ pub fn parse_body(body: &[u8]) -> Result<Body<'_>, Rejection> {
         _ => {
             // Valid JSON that is not an object or array is still not JSON-RPC; invalid
             // bytes are malformed.
-            serde_json::from_slice::<IgnoredAny>(body).map_err(reject)?;
+            serde_json::from_str::<IgnoredAny>(text).map_err(reject)?;
             Err(Rejection::NotJsonRpc)
         }
     }
@@ -465,6 +468,7 @@ mod tests {
             b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\xfe\"}".to_vec(),
             b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\nb\"}".to_vec(),
             b"\x00\x01".to_vec(),
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{\"skipped\":\"\xff\"}}".to_vec(),
         ];
         for body in cases {
             assert_eq!(parse_body(&body), Err(Rejection::Malformed), "{:?}", String::from_utf8_lossy(&body[..body.len().min(60)]));

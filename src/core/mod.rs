@@ -13,6 +13,7 @@ pub mod meta_splice;
 pub mod metrics;
 pub mod otlp;
 pub mod propagation;
+mod robustness;
 pub mod session;
 pub mod span;
 pub mod sse;

@@ -1,0 +1,127 @@
+//! Randomised robustness tests: mutated and random inputs through every parser the
+//! filter runs on traffic. Nothing may panic (a panic kills the VM), and a splice of a
+//! valid body must stay valid JSON. Deterministic (fixed seeds), so failures reproduce.
+
+#![cfg(test)]
+
+use crate::core::config::Config;
+use crate::core::json_scan::JsonScanner;
+use crate::core::jsonrpc::parse_body;
+use crate::core::meta_splice::{splice, MetaWrite};
+use crate::core::propagation::{plan, HeaderContext, ParentMode};
+use crate::core::sse::SseReader;
+use crate::core::trace_context::{validate_tracestate, TraceParent};
+
+/// xorshift64*: tiny, deterministic, good enough to mutate bytes.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const SEEDS: &[&str] = &[
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Paris"},"_meta":{"progressToken":1,"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"a=b","baggage":"k=v"}}}"#,
+    r#"[{"jsonrpc":"2.0","id":"x","method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized","params":{}}]"#,
+    r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///\u00e9\"x\"","_meta":{}}}"#,
+    r#"{"jsonrpc":"2.0","id":3,"result":{"content":[],"isError":true}}"#,
+];
+
+/// Byte-level mutations biased towards JSON's structural characters.
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for _ in 0..=rng.below(4) {
+        let specials = b"{}[]\":,\\ \n\x00\xff\xc3u0123456789-+eE.tfn";
+        let at = rng.below(out.len() + 1);
+        match rng.below(4) {
+            0 if !out.is_empty() => {
+                out.remove(at.min(out.len() - 1));
+            }
+            1 => out.insert(at, specials[rng.below(specials.len())]),
+            2 if !out.is_empty() => {
+                let i = at.min(out.len() - 1);
+                out[i] = specials[rng.below(specials.len())];
+            }
+            _ => out.truncate(at),
+        }
+    }
+    out
+}
+
+fn write() -> MetaWrite {
+    let mut w = MetaWrite::default();
+    w.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01".into());
+    w.remove("tracestate");
+    w.set("io.github.mcp-trace/request-id", "r\"1".into());
+    w
+}
+
+#[test]
+fn request_bodies_never_panic_and_splices_stay_valid() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let header = HeaderContext::from_headers(Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), None);
+    for i in 0..30_000 {
+        let seed = SEEDS[i % SEEDS.len()].as_bytes();
+        let body = mutate(&mut rng, seed);
+        let Ok(parsed) = parse_body(&body) else { continue };
+        let w = write();
+        let planned: Vec<MetaWrite> =
+            parsed.messages().iter().map(|m| plan(ParentMode::OwnSpan, &header, &m.meta_context, true).meta).collect();
+        for writes in [vec![w; parsed.messages().len()], planned] {
+            let targets: Vec<_> = parsed.messages().iter().zip(writes.iter()).map(|(m, w)| (&m.layout, w)).collect();
+            if let (Some(out), _) = splice(&body, &targets) {
+                assert!(
+                    serde_json::from_slice::<serde_json::Value>(&out).is_ok(),
+                    "splice broke a valid body:\n in: {}\nout: {}",
+                    String::from_utf8_lossy(&body),
+                    String::from_utf8_lossy(&out)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn response_scanners_never_panic_on_any_bytes() {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    for i in 0..20_000 {
+        let seed = SEEDS[i % SEEDS.len()].as_bytes();
+        let body = mutate(&mut rng, seed);
+        let mut scanner = JsonScanner::new();
+        let mut out = Vec::new();
+        for chunk in body.chunks(1 + rng.below(7)) {
+            scanner.feed(chunk, &mut out);
+        }
+        let mut sse = SseReader::new();
+        let mut events = Vec::new();
+        let mut stream = b"event: message\r\ndata: ".to_vec();
+        stream.extend_from_slice(&body);
+        stream.extend_from_slice(b"\n\n: c\rdata\r\n\r\n");
+        for chunk in stream.chunks(1 + rng.below(9)) {
+            sse.feed(chunk, &mut events);
+        }
+    }
+}
+
+#[test]
+fn header_and_config_parsers_never_panic() {
+    let mut rng = Rng(0x0123_4567_89AB_CDEF);
+    let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let config = br#"{"role":"upstream","max_body_bytes":1024,"session_sources":["bearer","query:q"],"meta":{"request_id_key":"com.example/r"},"own_spans":{"enabled":true}}"#;
+    for _ in 0..20_000 {
+        let v = mutate(&mut rng, tp);
+        let text = String::from_utf8_lossy(&v);
+        let _ = TraceParent::parse(&text);
+        let _ = validate_tracestate(&text);
+        let _ = crate::core::baggage::validate_baggage(&text);
+        let _ = crate::core::session::query_param(&text, "session_id");
+        let _ = Config::parse(&mutate(&mut rng, config));
+    }
+}
