@@ -72,6 +72,9 @@ pub struct Config {
     pub role: Role,
     pub max_body_bytes: usize,
     pub request_id_header: String,
+    /// Set the request id on the response. Off where Envoy already does it
+    /// (`always_set_request_id_in_response` with `x-request-id`): a host call saved.
+    pub request_id_in_response: bool,
     pub session_sources: Vec<SessionSource>,
     pub generate_session_id: bool,
     pub endpoint_paths: Vec<String>,
@@ -119,6 +122,7 @@ struct RawConfig {
     role: Role,
     max_body_bytes: usize,
     request_id_header: String,
+    request_id_in_response: bool,
     session_sources: Vec<String>,
     generate_session_id: bool,
     endpoint_paths: Vec<String>,
@@ -136,6 +140,7 @@ impl Default for RawConfig {
             role: Role::Standalone,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_id_header: "x-request-id".into(),
+            request_id_in_response: true,
             session_sources: ["header:mcp-session-id", "header:x-session-id", "header:x-correlation-id", "query:session_id", "bearer"]
                 .map(String::from)
                 .to_vec(),
@@ -294,6 +299,7 @@ impl Config {
             role: raw.role,
             max_body_bytes: raw.max_body_bytes,
             request_id_header,
+            request_id_in_response: raw.request_id_in_response,
             session_sources,
             generate_session_id: raw.generate_session_id,
             endpoint_paths: raw.endpoint_paths,

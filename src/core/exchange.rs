@@ -6,7 +6,7 @@
 //! runs under `cargo test` against a recording host.
 
 use crate::core::baggage::validate_baggage;
-use crate::core::config::{Config, Role};
+use crate::core::config::{Config, Role, SessionSource};
 use crate::core::headers;
 use crate::core::ids::random_unit;
 use crate::core::ids::{resolve_request_id, RequestIdSource};
@@ -103,8 +103,23 @@ struct Operation {
 
 enum ResponseReader {
     None,
+    /// Not yet known: decided by the first byte of the body that is not whitespace.
+    Sniff,
     Json(JsonScanner),
     Sse(SseReader),
+}
+
+/// The reader a response body needs, from its first byte that is not whitespace. The
+/// body says what it is (`{`/`[` a JSON-RPC message or batch; an SSE field name or
+/// comment a stream), so the `content-type` header is not read: one host call less
+/// per request. Anything else is not MCP and is not read.
+fn sniff_reader(first: u8, json_expected: bool) -> ResponseReader {
+    match first {
+        b'{' | b'[' if json_expected => ResponseReader::Json(JsonScanner::new()),
+        // `data:`, `event:`, `id:`, `retry:`, `:comment`.
+        b'd' | b'e' | b'i' | b'r' | b':' => ResponseReader::Sse(SseReader::new()),
+        _ => ResponseReader::None,
+    }
 }
 
 /// Counts of server-to-client traffic seen in an SSE response.
@@ -263,12 +278,20 @@ impl Exchange {
                 }
             }
         } else {
-            // The HCM instance resolved it; its filter state is visible here.
+            // The HCM instance resolved it. When its first source is `Mcp-Session-Id`
+            // and the request carries a valid one, that header is its answer (it is
+            // never remapped): read here, it saves a filter-state read, a host call.
+            // Otherwise its filter state is visible here.
             self.carried_session_header = get(headers::MCP_SESSION_ID).is_some_and(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN));
-            self.session = host
-                .property(keys::MCP_SESSION_ID)
-                .filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN + 32))
-                .map(|s| Session { id: s, origin: SessionOrigin::Remembered });
+            let mcp_header_first =
+                matches!(self.config.session_sources.first(), Some(SessionSource::Header(name)) if name == headers::MCP_SESSION_ID);
+            self.session = if mcp_header_first && self.carried_session_header {
+                get(headers::MCP_SESSION_ID).map(|s| Session { id: s.to_string(), origin: SessionOrigin::Header })
+            } else {
+                host.property(keys::MCP_SESSION_ID)
+                    .filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN + 32))
+                    .map(|s| Session { id: s, origin: SessionOrigin::Remembered })
+            };
         }
         if !self.does_mcp() {
             return Action::Continue;
@@ -529,7 +552,7 @@ impl Exchange {
     }
 
     pub fn on_response_headers(&mut self, end_of_stream: bool, host: &mut impl Host) -> Action {
-        if self.resolves_identity() {
+        if self.resolves_identity() && self.config.request_id_in_response {
             if let Some(id) = &self.request_id {
                 host.set_response_header(&self.config.request_id_header, id);
             }
@@ -551,13 +574,8 @@ impl Exchange {
             }
             log::debug!("{} session expired (404)", self.log_prefix());
         }
-        let content_type = host.response_header(headers::CONTENT_TYPE).unwrap_or_default();
         if !end_of_stream {
-            if content_type.starts_with("text/event-stream") {
-                self.response = ResponseReader::Sse(SseReader::new());
-            } else if is_json(Some(&content_type)) && !self.operations.is_empty() {
-                self.response = ResponseReader::Json(JsonScanner::new());
-            }
+            self.response = ResponseReader::Sniff;
         } else {
             self.finish_response(host);
         }
@@ -620,16 +638,25 @@ impl Exchange {
         if body_size > 0 {
             if let Some(chunk) = host.response_body(body_size) {
                 let mut found = Vec::new();
+                let mut chunk: &[u8] = &chunk;
+                if matches!(self.response, ResponseReader::Sniff) {
+                    // Leading whitespace means nothing to either reader.
+                    let start = chunk.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(chunk.len());
+                    chunk = chunk.get(start..).unwrap_or_default();
+                    if let Some(&first) = chunk.first() {
+                        self.response = sniff_reader(first, !self.operations.is_empty());
+                    }
+                }
                 match &mut self.response {
                     ResponseReader::Json(scanner) => {
-                        scanner.feed(&chunk, &mut found);
+                        scanner.feed(chunk, &mut found);
                         if scanner.failed() {
                             self.response = ResponseReader::None;
                         }
                     }
                     ResponseReader::Sse(reader) => {
                         let mut events: Vec<SseEvent> = Vec::new();
-                        reader.feed(&chunk, &mut events);
+                        reader.feed(chunk, &mut events);
                         for event in events {
                             self.sse.events += 1;
                             if let Some(endpoint) = &event.endpoint {
@@ -638,7 +665,7 @@ impl Exchange {
                             found.extend(event.messages);
                         }
                     }
-                    ResponseReader::None => {}
+                    ResponseReader::None | ResponseReader::Sniff => {}
                 }
                 let mut answered = false;
                 for summary in &found {
@@ -981,6 +1008,56 @@ mod tests {
     }
 
     const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Paris"}}}"#;
+
+    /// The response reader is chosen from the body, not the content-type header.
+    #[test]
+    fn response_kind_is_read_from_the_body() {
+        let up = config(r#"{"role":"upstream"}"#);
+        let error: &[u8] = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"bad"}}"#;
+        let sse: &[u8] = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"isError\":true}}\n\n";
+        for (content_type, chunks, expected) in [
+            ("application/json", vec![b"  \r\n".as_slice(), b"\n ", error], Some("-32602")),
+            ("text/plain", vec![error], Some("-32602")),
+            ("text/event-stream", vec![b"\n".as_slice(), sse], Some("tool_error")),
+            ("text/event-stream", vec![b": priming\n\n".as_slice(), sse], Some("tool_error")),
+            ("text/html", vec![b"<html>data: {\"id\":7,\"error\":{\"code\":1}}</html>".as_slice()], None),
+        ] {
+            let mut host = FakeHost::post(CALL, &[]);
+            let mut ex = request(&up, &mut host);
+            respond(&mut ex, &mut host, "200", content_type, &chunks);
+            assert_eq!(host.properties.get("error.type").map(String::as_str), expected, "{content_type} {chunks:?}");
+        }
+    }
+
+    /// The upstream instance takes the session from `Mcp-Session-Id` when that is the
+    /// first source (the HCM instance's answer then), else from the HCM's filter state.
+    #[test]
+    fn upstream_session_from_the_header_or_the_filter_state() {
+        for (conf, headers, expected) in [
+            (r#"{"role":"upstream"}"#, vec![("mcp-session-id", "from-header")], "from-header"),
+            (r#"{"role":"upstream"}"#, vec![("x-session-id", "alias")], "from-state"),
+            (
+                r#"{"role":"upstream","session_sources":["header:x-session-id","header:mcp-session-id"]}"#,
+                vec![("mcp-session-id", "h")],
+                "from-state",
+            ),
+        ] {
+            let up = config(conf);
+            let mut host = FakeHost::post(CALL, &headers);
+            host.properties.insert("mcp.session.id".into(), "from-state".into());
+            let ex = request(&up, &mut host);
+            assert_eq!(ex.session.as_ref().map(|s| s.id.as_str()), Some(expected), "{conf} {headers:?}");
+        }
+    }
+
+    #[test]
+    fn request_id_on_the_response_can_be_left_to_envoy() {
+        let down = config(r#"{"role":"downstream","request_id_in_response":false}"#);
+        let mut host = FakeHost::post(CALL, &[]);
+        let mut ex = request(&down, &mut host);
+        respond(&mut ex, &mut host, "200", "application/json", &[b"{}"]);
+        assert!(!host.response_headers.contains_key("x-request-id"));
+    }
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     #[test]
@@ -1192,16 +1269,21 @@ mod tests {
             format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_weather","arguments":{{"city":"{pad}"}}}}}}"#);
         let answer: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"sunny"}],"isError":false}}"#;
         let mut counts = Vec::new();
-        for role in ["downstream", "upstream", "standalone"] {
-            let conf = config(&format!(r#"{{"role":"{role}"}}"#));
-            let mut host = FakeHost::post(&body, &[]);
+        // As in envoy/envoy.yaml, where Envoy sets the response's x-request-id itself.
+        for (role, conf) in [
+            ("downstream", r#"{"role":"downstream","request_id_in_response":false}"#),
+            ("upstream", r#"{"role":"upstream"}"#),
+            ("standalone", r#"{"role":"standalone"}"#),
+        ] {
+            let conf = config(conf);
+            let mut host = FakeHost::post(&body, &[("mcp-session-id", "s")]);
             host.properties.insert("mcp.session.id".into(), "s".into());
             host.calls.set(0);
             let mut ex = request(&conf, &mut host);
             respond(&mut ex, &mut host, "200", "application/json", &[answer]);
             counts.push((role, host.calls.get()));
         }
-        assert_eq!(counts, vec![("downstream", 5), ("upstream", 19), ("standalone", 21)], "{counts:?}");
+        assert_eq!(counts, vec![("downstream", 4), ("upstream", 17), ("standalone", 20)], "{counts:?}");
     }
 
     /// Native timing of one request through each role (run with
