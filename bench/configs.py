@@ -116,6 +116,17 @@ def front_empty_wasm(reference: dict, empty_wasm: Path, upstream_too: bool = Tru
     return config
 
 
+def front_probe(reference: dict, empty_wasm: Path, probe_wasm: Path, call: str, repeat: int) -> dict:
+    """W with the HCM filter replaced by bench/probe-filter making `repeat` host calls
+    of kind `call` per request (the router's upstream filter stays empty)."""
+    config = front_empty_wasm(reference, empty_wasm)
+    hcm_filter = _wasm_filters(_hcm(config))[0]["typed_config"]["config"]
+    hcm_filter["vm_config"]["vm_id"] = "bench_probe"  # other code than the empty upstream filter's VM
+    hcm_filter["vm_config"]["code"]["local"]["filename"] = str(probe_wasm.resolve())
+    hcm_filter["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps({"call": call, "repeat": repeat})}
+    return config
+
+
 def front_mcp_trace(reference: dict, own_spans: bool = False) -> dict:
     config = copy.deepcopy(reference)
     if own_spans:

@@ -291,6 +291,46 @@ def budget_rows(lines: list[dict[str, str]]) -> list[list[str]]:
     return [[b["budget"], b["target"], b["measured"], b["verdict"]] for b in lines]
 
 
+PROBE_BASE = "none"
+PROBE_DESCRIPTIONS = {
+    "now": "proxy_get_current_time_nanoseconds (returns a number)",
+    "increment_metric": "proxy_increment_metric",
+    "get_header": "proxy_get_header_map_value, one request header (returns bytes)",
+    "get_header_pairs": "proxy_get_header_map_pairs, all request headers",
+    "set_header": "proxy_replace_header_map_value, a request header",
+    "get_property": "proxy_get_property request.protocol",
+    "get_filter_state": "proxy_get_property filter_state.wasm.<key>",
+    "set_property": "proxy_set_property, a new key (one filter-state object)",
+    "get_body": "proxy_get_buffer_bytes, the whole 1 KB request body",
+}
+
+
+def summarize_probe(raw: dict[str, list[dict]], repeat: int) -> dict[str, dict[str, Any]]:
+    """Per call kind: (CPU µs/request − the no-call probe's, same round) / repeat."""
+    out: dict[str, dict[str, Any]] = {}
+    for call, runs in raw.items():
+        if call == PROBE_BASE:
+            continue
+        per_call = [d * 100.0 / repeat for d in paired_values(raw, call, PROBE_BASE, "cpu_per_10k_s", op="diff")]  # s/10k -> µs/request: ×100
+        out[call] = {
+            "us_per_call": median(per_call),
+            "min": min(per_call) if per_call else None,
+            "max": max(per_call) if per_call else None,
+            "rounds": len(per_call),
+        }
+    return out
+
+
+PROBE_HEADER = ["host call", "µs of Envoy CPU per call (median)", "rounds' range"]
+
+
+def probe_rows(probe: dict) -> list[list[str]]:
+    return [
+        [PROBE_DESCRIPTIONS.get(call, call), _f(v["us_per_call"], ".2f"), f"{_f(v['min'], '.2f')} … {_f(v['max'], '.2f')}"]
+        for call, v in probe.items()
+    ]
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     s = results["settings"]
@@ -340,6 +380,18 @@ def markdown(results: dict) -> str:
         "\n".join(f"- {name}: {size} bytes" for name, size in results["wasm_sizes"].items()),
         "",
     ]
+    if results.get("probe"):
+        repeat = results["settings"]["probe_repeat"]
+        parts += [
+            "## What Envoy charges per host call",
+            "",
+            f"Front W with its HCM filter replaced by bench/probe-filter, which makes one kind of host call {repeat} times "
+            f"per request (1 KB tools/call, JSON, 16 connections). Per round: (front CPU per request − the probe making "
+            f"no call) / {repeat}; median over rounds. The whole-VM callbacks themselves (on_request_headers, …) are in W.",
+            "",
+            md_table(PROBE_HEADER, probe_rows(results["probe"])),
+            "",
+        ]
     if results.get("notes"):
         parts += ["## Notes", "", *[f"- {n}" for n in results["notes"]], ""]
     return "\n".join(parts)

@@ -43,6 +43,11 @@ MCP_TRACE_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "mcp_trace.wasm
 EMPTY_CRATE = REPO / "bench" / "empty-filter" / "Cargo.toml"
 EMPTY_TARGET_DIR = OUT / "empty-filter"
 EMPTY_WASM = EMPTY_TARGET_DIR / "wasm32-wasip1" / "release" / "empty_filter.wasm"
+PROBE_CRATE = REPO / "bench" / "probe-filter" / "Cargo.toml"
+PROBE_TARGET_DIR = OUT / "probe-filter"
+PROBE_WASM = PROBE_TARGET_DIR / "wasm32-wasip1" / "release" / "probe_filter.wasm"
+PROBE_CALLS = ("none", "now", "increment_metric", "get_header", "get_header_pairs", "set_header", "get_property", "get_filter_state", "set_property", "get_body")
+PROBE_PORT_OFFSET = 20  # probe fronts listen on FRONT_PORT + 20 + i (admin likewise)
 WRK_LUA = REPO / "bench" / "wrk" / "tools_call.lua"
 
 # A measurement during which processes outside the bench used more than this share of
@@ -79,11 +84,12 @@ def check_tools() -> None:
         raise Fail(f"{MCP_TRACE_WASM.relative_to(REPO)} not found: run `make build`")
 
 
-def build_empty_filter() -> None:
-    cmd = ["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1", "--manifest-path", str(EMPTY_CRATE), "--target-dir", str(EMPTY_TARGET_DIR)]
+def build_bench_filter(crate: Path, target_dir: Path, wasm: Path) -> None:
+    """Builds one of the bench's own filters (empty, probe): own crates, own target dirs."""
+    cmd = ["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1", "--manifest-path", str(crate), "--target-dir", str(target_dir)]
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if run.returncode != 0 or not EMPTY_WASM.exists():
-        raise Fail(f"building the empty filter failed:\n{run.stderr}")
+    if run.returncode != 0 or not wasm.exists():
+        raise Fail(f"building {crate.parent.relative_to(REPO)} failed:\n{run.stderr}")
 
 
 def validate(envoy: str, path: Path) -> None:
@@ -145,6 +151,9 @@ class Bench:
         for i, front in enumerate(args.fronts):
             self.port[f"front {front}"] = configs.FRONT_PORT + i + self.offset
             self.port[f"front {front} admin"] = configs.FRONT_ADMIN_BASE + i + self.offset
+        for i, call in enumerate(args.probe):
+            self.port[f"front {probe_front(call)}"] = configs.FRONT_PORT + PROBE_PORT_OFFSET + i + self.offset
+            self.port[f"front {probe_front(call)} admin"] = configs.FRONT_ADMIN_BASE + PROBE_PORT_OFFSET + i + self.offset
         self.children = procs.Children(REPO)
         self.upstream: procs.Child | None = None
         self.sse: procs.Child | None = None
@@ -180,6 +189,11 @@ class Bench:
             cfg = configs.shift_ports(configs.front_config(front, reference, EMPTY_WASM), self.offset)
             configs.place_front(cfg, self.front_port(front), self.admin_port(front))
             self.paths[front] = configs.write_yaml(cfg, cfg_dir / f"front-{slug(front)}.yaml")
+        for call in self.args.probe:
+            front = probe_front(call)
+            cfg = configs.shift_ports(configs.front_probe(reference, EMPTY_WASM, PROBE_WASM, call, self.args.probe_repeat), self.offset)
+            configs.place_front(cfg, self.front_port(front), self.admin_port(front))
+            self.paths[front] = configs.write_yaml(cfg, cfg_dir / f"front-{front}.yaml")
         self.paths["upstream"] = configs.write_yaml(configs.shift_ports(configs.upstream_config(big), self.offset), cfg_dir / "upstream.yaml")
         self.paths["upstream-nosink"] = configs.write_yaml(
             configs.shift_ports(configs.upstream_config(big, with_sink=False), self.offset), cfg_dir / "upstream-nosink.yaml"
@@ -208,13 +222,13 @@ class Bench:
         self.sse = self.children.start("sse server", args, OUT / "logs" / "sse_server.log", self.rest_cpus)
         procs.wait_listening(self.sse, self.port["stream"])
 
-    def start_fronts(self) -> None:
-        """Starts every front, each with the same --concurrency and the same CPUs."""
-        for front in self.args.fronts:
+    def start_fronts(self, fronts: list[str]) -> None:
+        """Starts these fronts, each with the same --concurrency and the same CPUs."""
+        for front in fronts:
             args = [self.envoy, "-c", str(self.paths[front]), "--concurrency", str(self.args.concurrency), "--disable-hot-restart"]
             self.fronts[front] = self.children.start(f"front {front}", args, OUT / "logs" / f"front-{slug(front)}.log", self.front_cpus)
-        for front, child in self.fronts.items():
-            procs.wait_envoy_ready(child, self.admin_port(front))
+        for front in fronts:
+            procs.wait_envoy_ready(self.fronts[front], self.admin_port(front))
 
     # ---- measurements
 
@@ -351,6 +365,26 @@ class Bench:
     def filter_stats(self) -> dict[str, dict]:
         return {f: procs.envoy_stats(self.admin_port(f), r"^wasmcustom\.mcp_trace\.") for f in self.args.fronts if f in ("B", "B+")}
 
+    def probe(self) -> dict[str, list]:
+        """Host-call unit costs: the probe fronts (one per call kind) take turns on the
+        1 KB JSON load, like the fronts of the main run. The main fronts are stopped
+        first, so the probes have the front CPU to themselves."""
+        for front in self.args.fronts:
+            self.children.stop(self.fronts.pop(front))
+        fronts = [probe_front(c) for c in self.args.probe]
+        self.start_fronts(fronts)
+        cell = next(c for c in load.CELLS if c.key == "json-1k-c16")
+        for front in fronts:
+            status, _ = load.request_once(self.front_port(front), "/mcp", load.tools_call_body(1024))
+            if status != 200:
+                raise Fail(f"probe front {front} answered {status}")
+            self.run_load(front, load.Cell("warmup", "warm-up", "/mcp", 1024, 16), self.args.warmup_seconds)
+        raw: dict[str, list] = {c: [] for c in self.args.probe}
+        for r in range(self.args.rounds):
+            for call in self.args.probe if r % 2 == 0 else reversed(self.args.probe):
+                raw[call].append(self.measure(probe_front(call), cell))
+        return raw
+
     def memory(self) -> dict[str, dict]:
         """Memory before, half-way and after N more requests (1 KB calls, JSON and SSE in turn)."""
         out: dict[str, dict] = {}
@@ -384,6 +418,10 @@ class Bench:
         return out
 
 
+def probe_front(call: str) -> str:
+    return f"probe-{call}"
+
+
 def slug(front: str) -> str:
     return front.replace("+", "plus")
 
@@ -403,6 +441,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--memory-fronts", default=None, help="fronts for the memory run (default B,B+; quick B; 'none' to skip)")
     p.add_argument("--ttfe-requests", type=int, help="SSE requests per front and round for time to first event (default 100, quick 50)")
     p.add_argument("--sse-gap-ms", type=float, default=10.0, help="pause between the two events of the streaming server (default 10)")
+    p.add_argument(
+        "--probe",
+        default=None,
+        help="host-call kinds whose unit cost to measure, comma-separated, 'none' to skip (default all: " + ",".join(PROBE_CALLS[1:]) + "; quick: skipped)",
+    )
+    p.add_argument("--probe-repeat", type=int, default=20, help="host calls per request made by each probe front (default 20)")
     p.add_argument("--concurrency", type=int, default=1, help="front Envoy --concurrency (default 1)")
     p.add_argument("--pin", choices=("split", "none"), default="split", help="split: front on CPU 0, everything else on the other CPU(s) (default)")
     p.add_argument("--port-offset", type=int, default=0, help="add this to every port (to run beside something holding 10000/8000/...)")
@@ -414,11 +458,16 @@ def parse_args() -> argparse.Namespace:
     a.memory_requests = a.memory_requests or (50_000 if quick else 200_000)
     a.memory_fronts = [f for f in (a.memory_fronts or ("B" if quick else "B,B+")).split(",") if f in a.fronts]
     a.ttfe_requests = a.ttfe_requests or (50 if quick else 100)
+    probe = a.probe if a.probe is not None else ("none" if quick else ",".join(PROBE_CALLS[1:]))
+    a.probe = [] if probe == "none" else ["none", *[c.strip() for c in probe.split(",") if c.strip() and c.strip() != "none"]]
     a.fronts = [f.strip() for f in a.fronts.split(",") if f.strip()]
     a.cells = [c.strip() for c in a.cells.split(",") if c.strip()]
     unknown = [f for f in a.fronts if f not in configs.FRONTS] + [c for c in a.cells if c not in {x.key for x in load.CELLS}]
+    unknown += [c for c in a.probe if c not in PROBE_CALLS]
     if unknown:
         p.error(f"unknown front or load: {', '.join(unknown)}")
+    if not 1 <= a.probe_repeat <= 1000:
+        p.error("--probe-repeat must be 1..1000")
     if not 1 <= a.rounds <= 20 or not 1 <= a.cell_seconds <= 60 or not 1 <= a.warmup_seconds <= 60:
         p.error("--rounds must be 1..20, --cell-seconds and --warmup-seconds 1..60")
     return a
@@ -461,8 +510,10 @@ def main() -> int:
         check_tools()
         envoy = find_envoy()
         OUT.mkdir(parents=True, exist_ok=True)
-        log("building the empty filter (bench/empty-filter)…")
-        build_empty_filter()
+        log("building the bench's own filters (bench/empty-filter, bench/probe-filter)…")
+        build_bench_filter(EMPTY_CRATE, EMPTY_TARGET_DIR, EMPTY_WASM)
+        if args.probe:
+            build_bench_filter(PROBE_CRATE, PROBE_TARGET_DIR, PROBE_WASM)
         bench = Bench(args, envoy)
         bench.check_ports()
         bench.write_configs()
@@ -471,7 +522,7 @@ def main() -> int:
         try:
             bench.start_sse_server()
             bench.start_upstream(with_sink=False)
-            bench.start_fronts()
+            bench.start_fronts(args.fronts)
             log(f"preflight ({', '.join(f'{f} :{bench.front_port(f)}' for f in args.fronts)})")
             preflight = bench.preflight()
             bench.start_upstream(with_sink=True)
@@ -484,6 +535,10 @@ def main() -> int:
             filter_stats = bench.filter_stats()
             log(f"memory: {args.memory_requests} requests on {', '.join(args.memory_fronts)}" if args.memory_fronts else "memory: skipped")
             memory = bench.memory()
+            raw_probe: dict[str, list] = {}
+            if args.probe:
+                log(f"host-call costs: {len(args.probe)} probe fronts × {args.rounds} rounds × {args.cell_seconds} s, {args.probe_repeat} calls per request")
+                raw_probe = bench.probe()
         finally:
             bench.children.stop_all()
     except (Fail, RuntimeError) as e:  # RuntimeError: a child or a load generator failed
@@ -507,6 +562,7 @@ def main() -> int:
             "ttfe_requests": args.ttfe_requests,
             "sse_gap_ms": args.sse_gap_ms,
             "quick": args.quick,
+            "probe_repeat": args.probe_repeat,
         },
         "front_descriptions": {f: configs.FRONT_DESCRIPTIONS[f] for f in args.fronts},
         "preflight": preflight,
@@ -514,11 +570,12 @@ def main() -> int:
         "ttfe": ttfe,
         "memory": memory,
         "filter_stats": filter_stats,
+        "probe": report.summarize_probe(raw_probe, args.probe_repeat) if raw_probe else {},
         "wasm_sizes": wasm_sizes,
         "budget": report.budget(
             cells, ttfe, memory, wasm_sizes["mcp_trace.wasm"], filter_stats.get("B", {}).get("wasmcustom.mcp_trace.passthrough.over_limit", 0)
         ),
-        "raw": {"cells": raw_cells, "ttfe": raw_ttfe},
+        "raw": {"cells": raw_cells, "ttfe": raw_ttfe, "probe": raw_probe},
         "wall_seconds": time.monotonic() - started,
     }
     results["notes"] = notes(results)
@@ -531,6 +588,10 @@ def main() -> int:
     log(report.text_table(report.TTFE_HEADER, report.ttfe_rows(ttfe, args.fronts)))
     log("")
     log(report.text_table(report.MEMORY_HEADER, report.memory_rows(memory)))
+    log("")
+    if results["probe"]:
+        log("")
+        log(report.text_table(report.PROBE_HEADER, report.probe_rows(results["probe"])))
     log("")
     log(report.text_table(report.BUDGET_HEADER, report.budget_rows(results["budget"])))
     for n in results["notes"]:

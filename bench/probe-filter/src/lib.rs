@@ -1,0 +1,148 @@
+//! Host-call probe: on every request, makes one kind of proxy-wasm host call
+//! `repeat` times, so that (CPU per request with the probe − without) / repeat is
+//! what Envoy charges for one such call. Read by `bench/run_bench.py --probe`.
+//!
+//! Plugin configuration: `{"call": "<kind>", "repeat": <n>}`; kinds in `Call`. An
+//! unknown kind or a missing configuration makes `on_configure` fail (the bench
+//! would otherwise measure nothing and call it a result).
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel, MetricType};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Call {
+    /// No call: the probe's own callbacks, the baseline of the others.
+    None,
+    /// `proxy_get_current_time_nanoseconds`: a call that returns a number.
+    Now,
+    /// `proxy_increment_metric`: a call that passes numbers in.
+    IncrementMetric,
+    /// `proxy_get_header_map_value` (`content-type`): returns bytes, which the host
+    /// writes into memory it allocates by calling back into the VM.
+    GetHeader,
+    /// `proxy_get_header_map_pairs`: all request headers, serialised.
+    GetHeaderPairs,
+    /// `proxy_replace_header_map_value` on a request header.
+    SetHeader,
+    /// `proxy_get_property` (`request.protocol`).
+    GetProperty,
+    /// `proxy_get_property` of filter state this filter set (`filter_state.wasm.probe`).
+    GetFilterState,
+    /// `proxy_set_property` with a new key each time: a new filter-state object.
+    SetProperty,
+    /// `proxy_get_buffer_bytes` of the whole request body (in the body callback).
+    GetBody,
+}
+
+impl Call {
+    fn parse(name: &str) -> Option<Call> {
+        Some(match name {
+            "none" => Call::None,
+            "now" => Call::Now,
+            "increment_metric" => Call::IncrementMetric,
+            "get_header" => Call::GetHeader,
+            "get_header_pairs" => Call::GetHeaderPairs,
+            "set_header" => Call::SetHeader,
+            "get_property" => Call::GetProperty,
+            "get_filter_state" => Call::GetFilterState,
+            "set_property" => Call::SetProperty,
+            "get_body" => Call::GetBody,
+            _ => return None,
+        })
+    }
+}
+
+struct ProbeRoot {
+    call: Call,
+    repeat: u32,
+    metric: u32,
+}
+
+impl Context for ProbeRoot {}
+
+impl RootContext for ProbeRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        let text = String::from_utf8_lossy(&config);
+        let field = |name: &str| -> Option<String> {
+            // Two flat fields: no JSON crate in the probe, so its own cost stays minimal.
+            let at = text.find(&format!("\"{name}\""))?;
+            let rest = text[at + name.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            Some(rest[..end].trim().trim_matches('"').to_string())
+        };
+        let (Some(call), Some(repeat)) = (field("call").and_then(|c| Call::parse(&c)), field("repeat").and_then(|r| r.parse().ok())) else {
+            proxy_wasm::hostcalls::log(LogLevel::Error, &format!("probe-filter: bad configuration {text:?}")).ok();
+            return false;
+        };
+        self.call = call;
+        self.repeat = repeat;
+        self.metric = hostcalls::define_metric(MetricType::Counter, "probe.calls").unwrap_or(0);
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Probe { call: self.call, repeat: self.repeat, metric: self.metric }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Probe {
+    call: Call,
+    repeat: u32,
+    metric: u32,
+}
+
+impl Context for Probe {}
+
+impl HttpContext for Probe {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> proxy_wasm::types::Action {
+        if self.call == Call::GetFilterState {
+            self.set_property(vec!["probe"], Some(b"probe-value-0123456789"));
+        }
+        for i in 0..self.repeat {
+            match self.call {
+                Call::None | Call::GetBody => {}
+                Call::Now => {
+                    std::hint::black_box(self.get_current_time());
+                }
+                Call::IncrementMetric => {
+                    hostcalls::increment_metric(self.metric, 1).ok();
+                }
+                Call::GetHeader => {
+                    std::hint::black_box(self.get_http_request_header("content-type"));
+                }
+                Call::GetHeaderPairs => {
+                    std::hint::black_box(self.get_http_request_headers());
+                }
+                Call::SetHeader => self.set_http_request_header("x-probe", Some("probe-value-0123456789")),
+                Call::GetProperty => {
+                    std::hint::black_box(self.get_property(vec!["request", "protocol"]));
+                }
+                Call::GetFilterState => {
+                    std::hint::black_box(self.get_property(vec!["filter_state", "wasm.probe"]));
+                }
+                Call::SetProperty => self.set_property(vec![&format!("probe.{i}")], Some(b"probe-value-0123456789")),
+            }
+        }
+        proxy_wasm::types::Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> proxy_wasm::types::Action {
+        if self.call == Call::GetBody && end_of_stream {
+            for _ in 0..self.repeat {
+                std::hint::black_box(self.get_http_request_body(0, body_size));
+            }
+        }
+        proxy_wasm::types::Action::Continue
+    }
+}
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Warn);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(ProbeRoot { call: Call::None, repeat: 0, metric: 0 }) });
+}}
