@@ -2,7 +2,7 @@
 """`make bench`: what mcp-trace costs in Envoy, against bare Envoy, an empty wasm
 filter and Envoy's native MCP filter, measured in the same run.
 
-  .venv/bin/python bench/run_bench.py            # full: 5 rounds, ~10 min on 2 cores
+  .venv/bin/python bench/run_bench.py            # full: 5 rounds, ~12 min on 2 cores
   .venv/bin/python bench/run_bench.py --quick    # 2 rounds, ~2-3 min
 
 Writes target/bench/results.json and target/bench/results.md (and the generated Envoy
