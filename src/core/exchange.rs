@@ -640,7 +640,9 @@ impl Exchange {
                 let mut found = Vec::new();
                 let mut chunk: &[u8] = &chunk;
                 if matches!(self.response, ResponseReader::Sniff) {
-                    // Leading whitespace means nothing to either reader.
+                    // An event stream may start with a byte order mark, which SSE ignores;
+                    // leading whitespace means nothing to either reader.
+                    chunk = chunk.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(chunk);
                     let start = chunk.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(chunk.len());
                     chunk = chunk.get(start..).unwrap_or_default();
                     if let Some(&first) = chunk.first() {
@@ -1020,6 +1022,7 @@ mod tests {
             ("text/plain", vec![error], Some("-32602")),
             ("text/event-stream", vec![b"\n".as_slice(), sse], Some("tool_error")),
             ("text/event-stream", vec![b": priming\n\n".as_slice(), sse], Some("tool_error")),
+            ("text/event-stream", vec![b"\xEF\xBB\xBF".as_slice(), sse], Some("tool_error")),
             ("text/html", vec![b"<html>data: {\"id\":7,\"error\":{\"code\":1}}</html>".as_slice()], None),
         ] {
             let mut host = FakeHost::post(CALL, &[]);
