@@ -7,7 +7,7 @@
 
 use crate::core::baggage::validate_baggage;
 use crate::core::config::{Config, Role, SessionSource};
-use crate::core::headers;
+use crate::core::headers::{self, HeaderList};
 use crate::core::ids::random_unit;
 use crate::core::ids::{resolve_request_id, RequestIdSource};
 use crate::core::json_scan::{JsonScanner, MessageSummary};
@@ -38,7 +38,7 @@ pub trait Host {
     /// `HTTP/1.1`, `HTTP/2`… of the downstream request.
     fn request_protocol(&self) -> Option<String>;
     /// All request headers (one host call); names are lowercase.
-    fn request_headers(&self) -> Vec<(String, String)>;
+    fn request_headers(&self) -> HeaderList;
     /// Sets (Some) or removes (None) a request header.
     fn set_request_header(&mut self, name: &str, value: Option<&str>);
     /// The first `size` bytes of the request body Envoy holds for this callback.
@@ -212,7 +212,7 @@ impl Exchange {
 
     pub fn on_request_headers(&mut self, end_of_stream: bool, host: &mut impl Host) -> Action {
         let request_headers = host.request_headers();
-        let get = |name: &str| request_headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let get = |name: &str| request_headers.get(name);
         let method = get(":method").unwrap_or("");
         self.path = get(":path").unwrap_or("").to_string();
         let path_only = self.path.split(['?', '#']).next().unwrap_or("");
@@ -526,7 +526,11 @@ impl Exchange {
         let target = message.target.as_deref().map(|t| format!(" {}", crate::core::text::bounded_printable(t, 128))).unwrap_or_default();
         let id = message.id.as_deref().map(|i| format!(" id={}", crate::core::text::bounded_printable(i, 64))).unwrap_or_default();
         if message.method.as_deref() == Some("tools/call") && self.config.log_argument_keys {
-            log::debug!("{} {method}{target}{id} argument_keys={}", self.log_prefix(), log_context::argument_keys(&message.argument_keys));
+            log::debug!(
+                "{} {method}{target}{id} argument_keys={}",
+                self.log_prefix(),
+                log_context::argument_keys(&message.argument_keys())
+            );
         } else {
             log::debug!("{} {method}{target}{id}", self.log_prefix());
         }
@@ -914,9 +918,9 @@ mod tests {
             self.calls.set(self.calls.get() + 1);
             Some("HTTP/1.1".into())
         }
-        fn request_headers(&self) -> Vec<(String, String)> {
+        fn request_headers(&self) -> HeaderList {
             self.calls.set(self.calls.get() + 1);
-            self.request_headers.clone()
+            HeaderList::from_pairs(self.request_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         }
         fn set_request_header(&mut self, name: &str, value: Option<&str>) {
             self.calls.set(self.calls.get() + 1);

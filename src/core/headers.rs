@@ -19,3 +19,117 @@ pub const ACCEPT: &str = "accept";
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
 pub const BAGGAGE: &str = "baggage";
+
+/// A header map as Envoy hands it over: the serialised bytes, kept whole, plus where
+/// each name and value lies in them. Reading a request's headers then costs two
+/// allocations instead of two per header (every request's headers are read once per
+/// instance, on the hot path).
+#[derive(Debug, Clone, Default)]
+pub struct HeaderList {
+    bytes: Vec<u8>,
+    /// (name start, name end, value start, value end) into `bytes`.
+    entries: Vec<(u32, u32, u32, u32)>,
+}
+
+impl HeaderList {
+    /// Parses the proxy-wasm header map serialisation: a little-endian u32 count, then a
+    /// (name length, value length) u32 pair per header, then each name and value
+    /// followed by a NUL. Stops at the first entry that does not fit, keeping those before.
+    pub fn from_serialized(bytes: Vec<u8>) -> HeaderList {
+        let read_u32 = |at: usize| bytes.get(at..at.saturating_add(4)).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_le_bytes);
+        let count = read_u32(0).unwrap_or(0) as usize;
+        let mut entries = Vec::with_capacity(count.min(256));
+        let mut at = count.saturating_mul(8).saturating_add(4);
+        for n in 0..count {
+            let (Some(name_len), Some(value_len)) = (read_u32(4 + n * 8), read_u32(8 + n * 8)) else { break };
+            let name_end = at.saturating_add(name_len as usize);
+            let value_start = name_end.saturating_add(1);
+            let value_end = value_start.saturating_add(value_len as usize);
+            if value_end >= bytes.len() || value_end > u32::MAX as usize {
+                break;
+            }
+            entries.push((at as u32, name_end as u32, value_start as u32, value_end as u32));
+            at = value_end + 1;
+        }
+        HeaderList { bytes, entries }
+    }
+
+    /// Builds the list from pairs (tests, and hosts that have pairs at hand).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderList {
+        let pairs: Vec<_> = pairs.into_iter().collect();
+        let mut bytes = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (name, value) in &pairs {
+            bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        }
+        for (name, value) in &pairs {
+            for part in [name, value] {
+                bytes.extend_from_slice(part.as_bytes());
+                bytes.push(0);
+            }
+        }
+        HeaderList::from_serialized(bytes)
+    }
+
+    /// The first value of a header, by lowercase name. A value that is not UTF-8 reads
+    /// as absent: no header the filter uses may carry such bytes.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entries.iter().find_map(|&(ns, ne, vs, ve)| {
+            let n = self.bytes.get(ns as usize..ne as usize)?;
+            if n != name.as_bytes() {
+                return None;
+            }
+            std::str::from_utf8(self.bytes.get(vs as usize..ve as usize)?).ok()
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_proxy_wasm_serialisation() {
+        let list = HeaderList::from_pairs([
+            (":path", "/mcp?a=1"),
+            ("x-empty", ""),
+            ("content-type", "application/json"),
+            ("x-dup", "1"),
+            ("x-dup", "2"),
+        ]);
+        assert_eq!(list.len(), 5);
+        assert_eq!(list.get(":path"), Some("/mcp?a=1"));
+        assert_eq!(list.get("x-empty"), Some(""));
+        assert_eq!(list.get("content-type"), Some("application/json"));
+        assert_eq!(list.get("x-dup"), Some("1"), "the first of repeated headers");
+        assert_eq!(list.get("x-missing"), None);
+        assert!(HeaderList::from_pairs([]).is_empty());
+    }
+
+    #[test]
+    fn bad_serialisations_keep_what_fits() {
+        let whole = HeaderList::from_pairs([("a", "1"), ("b", "2")]).bytes;
+        for cut in 0..whole.len() {
+            let list = HeaderList::from_serialized(whole[..cut].to_vec());
+            assert!(list.len() <= 2);
+            if let Some(v) = list.get("a") {
+                assert_eq!(v, "1");
+            }
+        }
+        let mut huge_count = whole.clone();
+        huge_count[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(HeaderList::from_serialized(huge_count).is_empty());
+        let mut not_utf8 = HeaderList::from_pairs([("x", "ab")]).bytes;
+        let at = not_utf8.len() - 3;
+        not_utf8[at] = 0xff;
+        assert_eq!(HeaderList::from_serialized(not_utf8).get("x"), None);
+    }
+}

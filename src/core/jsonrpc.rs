@@ -48,8 +48,9 @@ pub struct Message<'a> {
     pub target: Option<Cow<'a, str>>,
     /// `params.protocolVersion` (initialize) or `_meta["io.modelcontextprotocol/protocolVersion"]`.
     pub protocol_version: Option<Cow<'a, str>>,
-    /// Key names of `params.arguments` (tools/call only), for logs.
-    pub argument_keys: Vec<String>,
+    /// `params.arguments` of a tools/call, unparsed: its key names are read only when
+    /// a debug log line wants them ([`Message::argument_keys`]), never on the hot path.
+    pub arguments: Option<&'a str>,
     /// Where things are, for the `_meta` splice.
     pub layout: Layout,
     /// Trace context found in `params._meta` (unvalidated strings).
@@ -105,6 +106,14 @@ pub struct MetaContext<'a> {
     pub traceparent: Option<Result<Cow<'a, str>, ()>>,
     pub tracestate: Option<Result<Cow<'a, str>, ()>>,
     pub baggage: Option<Result<Cow<'a, str>, ()>>,
+}
+
+impl Message<'_> {
+    /// Key names of `params.arguments` (tools/call only; values never), at most
+    /// [`MAX_ARGUMENT_KEYS`]. Parses the arguments again: for logs only.
+    pub fn argument_keys(&self) -> Vec<String> {
+        self.arguments.and_then(|a| serde_json::from_str::<KeyNames>(a).ok()).map(|k| k.0).unwrap_or_default()
+    }
 }
 
 /// A recognised body.
@@ -246,7 +255,7 @@ fn message<'a>(body: &'a [u8], object_open: usize, wire: WireMessage<'a>) -> Opt
         jsonrpc_version,
         target: None,
         protocol_version: None,
-        argument_keys: Vec::new(),
+        arguments: None,
         layout: Layout { object_open, object_empty, params: ParamsLayout::Absent },
         meta_context: MetaContext::default(),
     };
@@ -274,9 +283,7 @@ fn read_params<'a>(body: &'a [u8], raw: &'a RawValue, msg: &mut Message<'a>) {
         _ => None,
     };
     if method == "tools/call" {
-        if let Some(arguments) = params.arguments {
-            msg.argument_keys = serde_json::from_str::<KeyNames>(arguments.get()).map(|k| k.0).unwrap_or_default();
-        }
+        msg.arguments = params.arguments.map(RawValue::get);
     }
     msg.protocol_version = params.protocol_version.and_then(json_str);
     let meta = match params.meta {
@@ -397,7 +404,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Paris","units":"c"}}}"#,
         );
         assert_eq!(m.target.as_deref(), Some("get_weather"));
-        assert_eq!(m.argument_keys, vec!["city", "units"]);
+        assert_eq!(m.argument_keys(), vec!["city", "units"]);
         let m = single(r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"greet"}}"#);
         assert_eq!(m.target.as_deref(), Some("greet"));
         let m = single(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a\u0020b"}}"#);

@@ -86,15 +86,20 @@ pub fn splice(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<Vec<u8>
 }
 
 fn plan(body: &[u8], layout: &Layout, write: &MetaWrite, edits: &mut Vec<Edit>) -> Result<(), SpliceSkip> {
+    // Written into one string: this runs for every request.
     let new_members = |keys: &[(String, KeyWrite)]| -> String {
-        let parts: Vec<String> = keys
-            .iter()
-            .filter_map(|(k, w)| match w {
-                KeyWrite::Set(v) => Some(format!("{}:{}", json_string(k), json_string(v))),
-                _ => None,
-            })
-            .collect();
-        parts.join(",")
+        let mut members = String::with_capacity(keys.iter().map(|(k, _)| k.len() + 96).sum());
+        for (k, w) in keys {
+            if let KeyWrite::Set(v) = w {
+                if !members.is_empty() {
+                    members.push(',');
+                }
+                push_json_string(&mut members, k);
+                members.push(':');
+                push_json_string(&mut members, v);
+            }
+        }
+        members
     };
     match &layout.params {
         ParamsLayout::Untouchable => Err(SpliceSkip::Untouchable),
@@ -181,7 +186,21 @@ fn insert(at: usize, text: String) -> Edit {
 
 /// A JSON string literal for `s` (quotes and escapes as serde_json writes them).
 fn json_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
+    let mut out = String::with_capacity(s.len() + 2);
+    push_json_string(&mut out, s);
+    out
+}
+
+/// Appends `s` as a JSON string literal. Keys and values here are W3C trace context,
+/// ids and configured `_meta` keys: plain ASCII, so the common case is a copy.
+fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string()));
+    }
 }
 
 #[cfg(test)]

@@ -125,3 +125,27 @@ fn header_and_config_parsers_never_panic() {
         let _ = Config::parse(&mutate(&mut rng, config));
     }
 }
+
+#[test]
+fn header_maps_from_the_host_never_panic() {
+    let mut rng = Rng(0x5851_F42D_4C95_7F2D);
+    let serialized = {
+        let mut b = 3u32.to_le_bytes().to_vec();
+        for (n, v) in [(":path", "/mcp"), ("content-type", "application/json"), ("x-request-id", "r1")] {
+            b.extend_from_slice(&(n.len() as u32).to_le_bytes());
+            b.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for part in [":path", "/mcp", "content-type", "application/json", "x-request-id", "r1"] {
+            b.extend_from_slice(part.as_bytes());
+            b.push(0);
+        }
+        b
+    };
+    assert_eq!(crate::core::headers::HeaderList::from_serialized(serialized.clone()).get("content-type"), Some("application/json"));
+    for _ in 0..20_000 {
+        let list = crate::core::headers::HeaderList::from_serialized(mutate(&mut rng, &serialized));
+        for name in [":path", "content-type", "x-request-id", ""] {
+            let _ = list.get(name);
+        }
+    }
+}

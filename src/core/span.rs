@@ -55,11 +55,11 @@ pub enum Value {
 
 impl Value {
     /// The text Envoy's `custom_tags` will show (filter state is bytes).
-    pub fn as_text(&self) -> String {
+    pub fn as_text(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            Value::Str(s) => s.clone(),
-            Value::Int(i) => i.to_string(),
-            Value::Bool(b) => b.to_string(),
+            Value::Str(s) => std::borrow::Cow::Borrowed(s),
+            Value::Int(i) => std::borrow::Cow::Owned(i.to_string()),
+            Value::Bool(b) => std::borrow::Cow::Borrowed(if *b { "true" } else { "false" }),
         }
     }
 }

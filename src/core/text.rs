@@ -16,7 +16,14 @@ pub fn bounded_printable(value: &str, max_len: usize) -> String {
     while !value.is_char_boundary(end) {
         end -= 1;
     }
-    value.get(..end).unwrap_or("").chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
+    let head = value.get(..end).unwrap_or("");
+    // Printable ASCII, the common case (tool names, methods, ids): one copy.
+    if head.bytes().all(|b| (0x20..0x7F).contains(&b)) {
+        return head.to_string();
+    }
+    let mut out = String::with_capacity(head.len());
+    out.extend(head.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }));
+    out
 }
 
 /// Lowercase hex of `bytes`.

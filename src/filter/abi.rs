@@ -12,6 +12,7 @@
 // enums: identical wasm signatures.
 #![allow(clashing_extern_declarations)]
 
+use crate::core::headers::HeaderList;
 use std::ptr::null_mut;
 
 pub const OK: u32 = 0;
@@ -116,13 +117,14 @@ pub fn set_buffer(buffer_type: u32, start: usize, size: usize, value: &[u8]) -> 
     status(unsafe { proxy_set_buffer_bytes(buffer_type, start, size, value.as_ptr(), value.len()) })
 }
 
-/// All pairs of a header map. Non-UTF-8 bytes become U+FFFD instead of a panic.
-pub fn get_header_pairs(map_type: u32) -> Vec<(String, String)> {
+/// A whole header map in one call, kept as the bytes Envoy wrote (see
+/// [`HeaderList::from_serialized`]). Non-UTF-8 values read as absent, never a panic.
+pub fn get_header_list(map_type: u32) -> HeaderList {
     let (mut data, mut size) = (null_mut(), 0usize);
     if unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) } != OK {
-        return Vec::new();
+        return HeaderList::default();
     }
-    unsafe { take(data, size) }.map(|bytes| deserialize_pairs(&bytes)).unwrap_or_default()
+    unsafe { take(data, size) }.map(HeaderList::from_serialized).unwrap_or_default()
 }
 
 pub fn get_header(map_type: u32, name: &str) -> Option<String> {
@@ -188,21 +190,4 @@ pub fn record_metric(id: u32, value: u64) {
     unsafe {
         proxy_record_metric(id, value);
     }
-}
-
-/// The proxy-wasm map encoding (count, then key/value sizes, then each key and value
-/// followed by a NUL), bounds-checked: a malformed map yields what could be
-/// read, never a panic.
-fn deserialize_pairs(bytes: &[u8]) -> Vec<(String, String)> {
-    let read_u32 = |at: usize| bytes.get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(|b| u32::from_le_bytes(b) as usize);
-    let Some(count) = read_u32(0) else { return Vec::new() };
-    let mut pairs = Vec::with_capacity(count.min(256));
-    let mut p = 4 + count.saturating_mul(8);
-    for n in 0..count {
-        let (Some(key_len), Some(value_len)) = (read_u32(4 + n * 8), read_u32(8 + n * 8)) else { break };
-        let (Some(key), Some(value)) = (bytes.get(p..p + key_len), bytes.get(p + key_len + 1..p + key_len + 1 + value_len)) else { break };
-        pairs.push((String::from_utf8_lossy(key).into_owned(), String::from_utf8_lossy(value).into_owned()));
-        p += key_len + value_len + 2;
-    }
-    pairs
 }

@@ -5,6 +5,7 @@ use super::abi;
 use super::export;
 use super::root::Shared;
 use crate::core::exchange::{Action as CoreAction, Exchange, Host};
+use crate::core::headers::HeaderList;
 use crate::core::metrics::Counter;
 use crate::core::otlp::SpanRecord;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -41,8 +42,8 @@ impl Host for EnvoyHost<'_> {
         abi::get_property(&["request", "protocol"]).map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
-    fn request_headers(&self) -> Vec<(String, String)> {
-        abi::get_header_pairs(abi::MAP_REQUEST_HEADERS)
+    fn request_headers(&self) -> HeaderList {
+        abi::get_header_list(abi::MAP_REQUEST_HEADERS)
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
