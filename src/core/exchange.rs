@@ -13,7 +13,7 @@ use crate::core::ids::{resolve_request_id, RequestIdSource};
 use crate::core::json_scan::{JsonScanner, MessageSummary};
 use crate::core::jsonrpc::{parse_body, Body, Message, MessageKind, Rejection};
 use crate::core::log_context;
-use crate::core::meta_splice::{splice, MetaWrite};
+use crate::core::meta_splice::{splice_head, MetaWrite};
 use crate::core::metrics::{method_index, Counter, ErrorClass, PassReason};
 use crate::core::otlp::{keep_span, root_sampled, SpanKind, SpanRecord};
 use crate::core::propagation::{plan, HeaderContext, OwnSpanContext, ParentMode};
@@ -43,7 +43,9 @@ pub trait Host {
     fn set_request_header(&mut self, name: &str, value: Option<&str>);
     /// The first `size` bytes of the request body Envoy holds for this callback.
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
-    fn replace_request_body(&mut self, body: &[u8]);
+    /// Replaces the first `replaced` bytes of the held request body with `head`; the
+    /// rest of the body stays where it is.
+    fn replace_request_body_head(&mut self, replaced: usize, head: &[u8]);
     fn response_header(&self, name: &str) -> Option<String>;
     fn set_response_header(&mut self, name: &str, value: &str);
     fn response_body(&self, size: usize) -> Option<Vec<u8>>;
@@ -500,16 +502,17 @@ impl Exchange {
         }
         if self.does_mcp() {
             let targets: Vec<_> = messages.iter().zip(writes.iter()).map(|(m, w)| (&m.layout, w)).collect();
-            let (new_body, skipped) = splice(body, &targets);
+            let (head, skipped) = splice_head(body, &targets);
             for _ in 0..skipped {
                 host.increment(Counter::SpliceSkipped);
             }
-            if let Some(new_body) = new_body {
-                host.replace_request_body(&new_body);
+            if let Some(head) = head {
+                host.replace_request_body_head(head.replaces, &head.bytes);
                 // Only a length that was there is corrected: a chunked (or HTTP/2)
                 // request stays without one.
                 if self.had_content_length {
-                    host.set_request_header(headers::CONTENT_LENGTH, Some(&new_body.len().to_string()));
+                    let new_len = body.len() - head.replaces.min(body.len()) + head.bytes.len();
+                    host.set_request_header(headers::CONTENT_LENGTH, Some(&new_len.to_string()));
                 }
             }
         }
@@ -933,9 +936,10 @@ mod tests {
             self.calls.set(self.calls.get() + 1);
             Some(self.request_body[..size.min(self.request_body.len())].to_vec())
         }
-        fn replace_request_body(&mut self, body: &[u8]) {
+        fn replace_request_body_head(&mut self, replaced: usize, head: &[u8]) {
             self.calls.set(self.calls.get() + 1);
-            self.request_body = body.to_vec();
+            // As Envoy does it: drain `replaced` bytes, prepend `head`.
+            self.request_body.splice(..replaced.min(self.request_body.len()), head.iter().copied());
         }
         fn response_header(&self, name: &str) -> Option<String> {
             self.calls.set(self.calls.get() + 1);

@@ -55,6 +55,27 @@ pub enum SpliceSkip {
 /// when nothing changed. Messages whose layout cannot take a `_meta` are skipped and
 /// counted in the second value.
 pub fn splice(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<Vec<u8>>, usize) {
+    let (head, skipped) = splice_head(body, targets);
+    let full = head.map(|head| {
+        let mut out = head.bytes;
+        out.extend_from_slice(body.get(head.replaces..).unwrap_or_default());
+        out
+    });
+    (full, skipped)
+}
+
+/// The part of the body that changes: `bytes` replace `body[..replaces]`, and everything
+/// after `replaces` stays as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplicedHead {
+    pub replaces: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// Like [`splice`], but only up to the end of the last edit: the host can replace
+/// that prefix in place (Envoy drains it and prepends the new one), so the rest of a
+/// large body is neither copied back out of the VM nor rebuilt.
+pub fn splice_head(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<SplicedHead>, usize) {
     let mut edits = Vec::new();
     let mut skipped = 0;
     for (layout, write) in targets {
@@ -69,8 +90,9 @@ pub fn splice(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<Vec<u8>
         return (None, skipped);
     }
     edits.sort_by_key(|e| (e.start, e.end));
+    let replaces = edits.iter().map(|e| e.end).max().unwrap_or(0);
     let extra: usize = edits.iter().map(|e| e.text.len()).sum();
-    let mut out = Vec::with_capacity(body.len() + extra);
+    let mut out = Vec::with_capacity(replaces + extra);
     let mut at = 0;
     for edit in &edits {
         if edit.start < at || edit.end > body.len() {
@@ -81,8 +103,7 @@ pub fn splice(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<Vec<u8>
         out.extend_from_slice(edit.text.as_bytes());
         at = edit.end;
     }
-    out.extend_from_slice(&body[at..]);
-    (Some(out), skipped)
+    (Some(SplicedHead { replaces, bytes: out }), skipped)
 }
 
 fn plan(body: &[u8], layout: &Layout, write: &MetaWrite, edits: &mut Vec<Edit>) -> Result<(), SpliceSkip> {

@@ -56,9 +56,10 @@ impl Host for EnvoyHost<'_> {
         abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, size)
     }
 
-    fn replace_request_body(&mut self, body: &[u8]) {
-        // Start 0, size = everything Envoy holds: the whole buffered body is replaced.
-        if let Err(status) = abi::set_buffer(abi::BUFFER_REQUEST_BODY, 0, usize::MAX, body) {
+    fn replace_request_body_head(&mut self, replaced: usize, head: &[u8]) {
+        // Envoy, for start 0: drains `replaced` bytes of the held body, then prepends
+        // `head`. The rest of the body is not copied back out of the VM.
+        if let Err(status) = abi::set_buffer(abi::BUFFER_REQUEST_BODY, 0, replaced, head) {
             log::debug!("mcp-trace: request body not replaced (status {status})");
         }
     }

@@ -141,3 +141,39 @@ def test_meta_gets_the_context_the_server_continues_and_nothing_else_changes(gat
     # The span the server's parent names is one Envoy reported.
     proxy = envoy_spans(sink, r.headers["x-request-id"])
     assert tp.split("-")[2] in {s["span_id"] for s in proxy}
+
+
+def test_large_bodies_in_many_chunks_arrive_whole_with_only_meta_added(gateway, fresh, server):
+    """The `_meta` write replaces only the head of the held body (Envoy drains it and
+    prepends the new head); the rest must arrive exactly as sent, whether `_meta` is
+    inserted near the start or near the end, with a content-length or chunked."""
+    import httpx
+    from conftest import MCP_URL, envelope_meta
+
+    city = "".join(chr(ord("a") + i % 26) for i in range(300_000))
+    # A 2026-07-28 server wants the _meta envelope: first in params, or last.
+    near_start = {"jsonrpc": "2.0", "id": 51, "method": "tools/call",
+                  "params": {"_meta": envelope_meta(), "name": "get_weather", "arguments": {"city": city}}}
+    near_end = {"jsonrpc": "2.0", "id": 52, "method": "tools/call",
+                "params": {"arguments": {"city": city}, "name": "get_weather", "_meta": {**envelope_meta(), "progressToken": 3}}}
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+               "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "get_weather"}
+    for message in (near_start, near_end):
+        sent = json.dumps(message).encode()
+        for chunked in (False, True):
+            content = (sent[i:i + 8192] for i in range(0, len(sent), 8192)) if chunked else sent
+            r = httpx.post(MCP_URL, content=content, headers=headers, timeout=30)
+            assert r.status_code == 200, r.text[:200]
+            assert "Weather in" in r.text
+            upstream = seen_posts(server)[-1]["body"]
+            got = json.loads(upstream)
+            meta = got["params"].pop("_meta")
+            assert meta["traceparent"].startswith("00-")
+            expected = json.loads(sent)
+            expected_meta = expected["params"].pop("_meta")
+            assert got == expected, "only _meta changed"
+            assert {k: meta[k] for k in expected_meta} == expected_meta
+            # Byte level: the sent body with one insertion into (or of) _meta.
+            prefix = next(i for i, (a, b) in enumerate(zip(sent, upstream)) if a != b)
+            inserted = len(upstream) - len(sent)
+            assert inserted > 0 and upstream[:prefix] == sent[:prefix] and upstream[prefix + inserted:] == sent[prefix:], (chunked, prefix)
