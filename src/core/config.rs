@@ -76,6 +76,10 @@ pub struct Config {
     /// (`always_set_request_id_in_response` with `x-request-id`): a host call saved.
     pub request_id_in_response: bool,
     pub session_sources: Vec<SessionSource>,
+    /// Upstream role: take the session from a valid `Mcp-Session-Id` instead of the
+    /// downstream instance's filter state (a host call saved). Only right when the
+    /// downstream instance's `session_sources` start with `header:mcp-session-id`.
+    pub session_from_mcp_header: bool,
     pub generate_session_id: bool,
     pub endpoint_paths: Vec<String>,
     pub meta: MetaConfig,
@@ -124,6 +128,7 @@ struct RawConfig {
     request_id_header: String,
     request_id_in_response: bool,
     session_sources: Vec<String>,
+    session_from_mcp_header: bool,
     generate_session_id: bool,
     endpoint_paths: Vec<String>,
     meta: RawMeta,
@@ -141,6 +146,7 @@ impl Default for RawConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_id_header: "x-request-id".into(),
             request_id_in_response: true,
+            session_from_mcp_header: false,
             session_sources: ["header:mcp-session-id", "header:x-session-id", "header:x-correlation-id", "query:session_id", "bearer"]
                 .map(String::from)
                 .to_vec(),
@@ -236,6 +242,9 @@ impl Config {
         if raw.max_body_bytes == 0 || raw.max_body_bytes > MAX_MAX_BODY_BYTES {
             return Err(err("max_body_bytes", format!("must be between 1 and {MAX_MAX_BODY_BYTES}, got {}", raw.max_body_bytes)));
         }
+        if raw.session_from_mcp_header && raw.role != Role::Upstream {
+            return Err(err("session_from_mcp_header", "only the upstream role takes its session from another instance; remove it here"));
+        }
         let request_id_header = header_name("request_id_header", &raw.request_id_header)?;
         let mut session_sources = Vec::with_capacity(raw.session_sources.len());
         for (i, source) in raw.session_sources.iter().enumerate() {
@@ -301,6 +310,7 @@ impl Config {
             request_id_header,
             request_id_in_response: raw.request_id_in_response,
             session_sources,
+            session_from_mcp_header: raw.session_from_mcp_header,
             generate_session_id: raw.generate_session_id,
             endpoint_paths: raw.endpoint_paths,
             meta: MetaConfig { trace_context: raw.meta.trace_context, request_id_key, session_id_key },
@@ -458,6 +468,7 @@ mod tests {
         assert!(refused(r#"{"session_sources":["header:authorization"]}"#).contains("use \"bearer\""));
         assert!(refused(r#"{"session_sources":["header:bad name"]}"#).contains("HTTP header name"));
         assert!(refused(r#"{"request_id_header":"x\r\ny"}"#).contains("field `request_id_header`"));
+        assert!(refused(r#"{"role":"downstream","session_from_mcp_header":true}"#).contains("field `session_from_mcp_header`"));
         assert!(refused(r#"{"meta":{"request_id_key":"io.modelcontextprotocol/x"}}"#).contains("reserved by MCP"));
         assert!(refused(r#"{"meta":{"request_id_key":"dev.mcp/x"}}"#).contains("reserved by MCP"));
         assert!(refused(r#"{"meta":{"session_id_key":"session"}}"#).contains("field `meta.session_id_key`"));

@@ -6,7 +6,7 @@
 //! runs under `cargo test` against a recording host.
 
 use crate::core::baggage::validate_baggage;
-use crate::core::config::{Config, Role, SessionSource};
+use crate::core::config::{Config, Role};
 use crate::core::headers::{self, HeaderList};
 use crate::core::ids::random_unit;
 use crate::core::ids::{resolve_request_id, RequestIdSource};
@@ -118,8 +118,10 @@ enum ResponseReader {
 fn sniff_reader(first: u8, json_expected: bool) -> ResponseReader {
     match first {
         b'{' | b'[' if json_expected => ResponseReader::Json(JsonScanner::new()),
-        // `data:`, `event:`, `id:`, `retry:`, `:comment`.
-        b'd' | b'e' | b'i' | b'r' | b':' => ResponseReader::Sse(SseReader::new()),
+        // A field name (`data:`, `event:`, `id:`, `retry:`, or one SSE ignores) or a
+        // `:comment`.
+        b':' => ResponseReader::Sse(SseReader::new()),
+        b if b.is_ascii_alphabetic() => ResponseReader::Sse(SseReader::new()),
         _ => ResponseReader::None,
     }
 }
@@ -280,14 +282,12 @@ impl Exchange {
                 }
             }
         } else {
-            // The HCM instance resolved it. When its first source is `Mcp-Session-Id`
-            // and the request carries a valid one, that header is its answer (it is
-            // never remapped): read here, it saves a filter-state read, a host call.
-            // Otherwise its filter state is visible here.
+            // The HCM instance resolved it; its filter state is visible here. With
+            // `session_from_mcp_header` (the HCM instance's first source is
+            // `Mcp-Session-Id`, whose value it never remaps) a valid header is its answer:
+            // read here, it saves a filter-state read, a host call.
             self.carried_session_header = get(headers::MCP_SESSION_ID).is_some_and(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN));
-            let mcp_header_first =
-                matches!(self.config.session_sources.first(), Some(SessionSource::Header(name)) if name == headers::MCP_SESSION_ID);
-            self.session = if mcp_header_first && self.carried_session_header {
+            self.session = if self.config.session_from_mcp_header && self.carried_session_header {
                 get(headers::MCP_SESSION_ID).map(|s| Session { id: s.to_string(), origin: SessionOrigin::Header })
             } else {
                 host.property(keys::MCP_SESSION_ID)
@@ -1031,6 +1031,7 @@ mod tests {
             ("text/event-stream", vec![b"\n".as_slice(), sse], Some("tool_error")),
             ("text/event-stream", vec![b": priming\n\n".as_slice(), sse], Some("tool_error")),
             ("text/event-stream", vec![b"\xEF\xBB\xBF".as_slice(), sse], Some("tool_error")),
+            ("text/event-stream", vec![b"x-custom: ignored\n".as_slice(), sse], Some("tool_error")),
             ("text/html", vec![b"<html>data: {\"id\":7,\"error\":{\"code\":1}}</html>".as_slice()], None),
         ] {
             let mut host = FakeHost::post(CALL, &[]);
@@ -1040,18 +1041,15 @@ mod tests {
         }
     }
 
-    /// The upstream instance takes the session from `Mcp-Session-Id` when that is the
-    /// first source (the HCM instance's answer then), else from the HCM's filter state.
+    /// The upstream instance takes the session from `Mcp-Session-Id` when told the HCM
+    /// instance's first source is that header, else from the HCM's filter state.
     #[test]
     fn upstream_session_from_the_header_or_the_filter_state() {
         for (conf, headers, expected) in [
-            (r#"{"role":"upstream"}"#, vec![("mcp-session-id", "from-header")], "from-header"),
-            (r#"{"role":"upstream"}"#, vec![("x-session-id", "alias")], "from-state"),
-            (
-                r#"{"role":"upstream","session_sources":["header:x-session-id","header:mcp-session-id"]}"#,
-                vec![("mcp-session-id", "h")],
-                "from-state",
-            ),
+            (r#"{"role":"upstream","session_from_mcp_header":true}"#, vec![("mcp-session-id", "from-header")], "from-header"),
+            (r#"{"role":"upstream","session_from_mcp_header":true}"#, vec![("x-session-id", "alias")], "from-state"),
+            (r#"{"role":"upstream","session_from_mcp_header":true}"#, vec![("mcp-session-id", "bad id")], "from-state"),
+            (r#"{"role":"upstream"}"#, vec![("mcp-session-id", "h")], "from-state"),
         ] {
             let up = config(conf);
             let mut host = FakeHost::post(CALL, &headers);
@@ -1283,7 +1281,7 @@ mod tests {
         // As in envoy/envoy.yaml, where Envoy sets the response's x-request-id itself.
         for (role, conf) in [
             ("downstream", r#"{"role":"downstream","request_id_in_response":false}"#),
-            ("upstream", r#"{"role":"upstream"}"#),
+            ("upstream", r#"{"role":"upstream","session_from_mcp_header":true}"#),
             ("standalone", r#"{"role":"standalone"}"#),
         ] {
             let conf = config(conf);

@@ -72,15 +72,12 @@ impl HeaderList {
     }
 
     /// The first value of a header, by lowercase name. A value that is not UTF-8 reads
-    /// as absent: no header the filter uses may carry such bytes.
+    /// as absent (not as a later duplicate): no header the filter uses may carry such
+    /// bytes.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries.iter().find_map(|&(ns, ne, vs, ve)| {
-            let n = self.bytes.get(ns as usize..ne as usize)?;
-            if n != name.as_bytes() {
-                return None;
-            }
-            std::str::from_utf8(self.bytes.get(vs as usize..ve as usize)?).ok()
-        })
+        let &(_, _, vs, ve) =
+            self.entries.iter().find(|&&(ns, ne, _, _)| self.bytes.get(ns as usize..ne as usize) == Some(name.as_bytes()))?;
+        std::str::from_utf8(self.bytes.get(vs as usize..ve as usize)?).ok()
     }
 
     pub fn len(&self) -> usize {
@@ -131,5 +128,9 @@ mod tests {
         let at = not_utf8.len() - 3;
         not_utf8[at] = 0xff;
         assert_eq!(HeaderList::from_serialized(not_utf8).get("x"), None);
+        let mut first_bad = HeaderList::from_pairs([("x", "ab"), ("x", "cd")]).bytes;
+        let at = 4 + 16 + 2; // count, two length pairs, "x\0": the first value
+        first_bad[at] = 0xff;
+        assert_eq!(HeaderList::from_serialized(first_bad).get("x"), None, "a bad first value is not skipped for a later one");
     }
 }

@@ -90,12 +90,11 @@ pub fn splice_head(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<Sp
         return (None, skipped);
     }
     edits.sort_by_key(|e| (e.start, e.end));
-    let replaces = edits.iter().map(|e| e.end).max().unwrap_or(0);
     let extra: usize = edits.iter().map(|e| e.text.len()).sum();
-    let mut out = Vec::with_capacity(replaces + extra);
+    let mut out = Vec::with_capacity(edits.last().map_or(0, |e| e.end) + extra);
     let mut at = 0;
     for edit in &edits {
-        if edit.start < at || edit.end > body.len() {
+        if edit.start < at || edit.start > edit.end || edit.end > body.len() {
             // Overlapping edits would mean a planning bug: never emit a corrupt body.
             return (None, skipped + 1);
         }
@@ -103,7 +102,7 @@ pub fn splice_head(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<Sp
         out.extend_from_slice(edit.text.as_bytes());
         at = edit.end;
     }
-    (Some(SplicedHead { replaces, bytes: out }), skipped)
+    (Some(SplicedHead { replaces: at, bytes: out }), skipped)
 }
 
 fn plan(body: &[u8], layout: &Layout, write: &MetaWrite, edits: &mut Vec<Edit>) -> Result<(), SpliceSkip> {

@@ -148,7 +148,7 @@ def test_large_bodies_in_many_chunks_arrive_whole_with_only_meta_added(gateway, 
     prepends the new head); the rest must arrive exactly as sent, whether `_meta` is
     inserted near the start or near the end, with a content-length or chunked."""
     import httpx
-    from conftest import MCP_URL, envelope_meta
+    from conftest import envelope_meta
 
     city = "".join(chr(ord("a") + i % 26) for i in range(300_000))
     # A 2026-07-28 server wants the _meta envelope: first in params, or last.
@@ -165,7 +165,12 @@ def test_large_bodies_in_many_chunks_arrive_whole_with_only_meta_added(gateway, 
             r = httpx.post(MCP_URL, content=content, headers=headers, timeout=30)
             assert r.status_code == 200, r.text[:200]
             assert "Weather in" in r.text
-            upstream = seen_posts(server)[-1]["body"]
+            seen = seen_posts(server)[-1]
+            upstream = seen["body"]
+            if chunked:
+                assert "content-length" not in seen["headers_map"], "a chunked request gets no invented length"
+            else:
+                assert int(seen["headers_map"]["content-length"]) == len(upstream), "content-length follows the new body"
             got = json.loads(upstream)
             meta = got["params"].pop("_meta")
             assert meta["traceparent"].startswith("00-")
