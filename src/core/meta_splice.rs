@@ -82,7 +82,7 @@ pub fn splice_head(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<Sp
         if write.is_noop() {
             continue;
         }
-        if plan(body, layout, write, &mut edits).is_err() {
+        if plan(layout, write, &mut edits).is_err() {
             skipped += 1;
         }
     }
@@ -105,26 +105,11 @@ pub fn splice_head(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<Sp
     (Some(SplicedHead { replaces: at, bytes: out }), skipped)
 }
 
-fn plan(body: &[u8], layout: &Layout, write: &MetaWrite, edits: &mut Vec<Edit>) -> Result<(), SpliceSkip> {
-    // Written into one string: this runs for every request.
-    let new_members = |keys: &[(String, KeyWrite)]| -> String {
-        let mut members = String::with_capacity(keys.iter().map(|(k, _)| k.len() + 96).sum());
-        for (k, w) in keys {
-            if let KeyWrite::Set(v) = w {
-                if !members.is_empty() {
-                    members.push(',');
-                }
-                push_json_string(&mut members, k);
-                members.push(':');
-                push_json_string(&mut members, v);
-            }
-        }
-        members
-    };
+fn plan(layout: &Layout, write: &MetaWrite, edits: &mut Vec<Edit>) -> Result<(), SpliceSkip> {
     match &layout.params {
         ParamsLayout::Untouchable => Err(SpliceSkip::Untouchable),
         ParamsLayout::Absent => {
-            let members = new_members(&write.keys);
+            let members = set_members(write.keys.iter());
             if members.is_empty() {
                 return Ok(());
             }
@@ -135,7 +120,7 @@ fn plan(body: &[u8], layout: &Layout, write: &MetaWrite, edits: &mut Vec<Edit>) 
         ParamsLayout::Object { open, empty, meta } => match meta {
             MetaLayout::Untouchable => Err(SpliceSkip::Untouchable),
             MetaLayout::Absent => {
-                let members = new_members(&write.keys);
+                let members = set_members(write.keys.iter());
                 if members.is_empty() {
                     return Ok(());
                 }
@@ -144,14 +129,14 @@ fn plan(body: &[u8], layout: &Layout, write: &MetaWrite, edits: &mut Vec<Edit>) 
                 Ok(())
             }
             MetaLayout::Object { open, members } => {
-                plan_existing_meta(body, *open, members, write, edits);
+                plan_existing_meta(*open, members, write, edits);
                 Ok(())
             }
         },
     }
 }
 
-fn plan_existing_meta(body: &[u8], open: usize, members: &[Member], write: &MetaWrite, edits: &mut Vec<Edit>) {
+fn plan_existing_meta(open: usize, members: &[Member], write: &MetaWrite, edits: &mut Vec<Edit>) {
     let action = |key: &str| write.keys.iter().find(|(k, _)| k == key).map(|(_, w)| w);
     let removed: Vec<bool> = members.iter().map(|m| action(&m.key) == Some(&KeyWrite::Remove)).collect();
     // Existing keys we set: replace the value in place, keeping the key where it was.
@@ -183,21 +168,29 @@ fn plan_existing_meta(body: &[u8], open: usize, members: &[Member], write: &Meta
         i += 1;
     }
     // Keys we set that are not there yet: insert right after `{`.
-    let missing: Vec<(String, KeyWrite)> =
-        write.keys.iter().filter(|(k, w)| matches!(w, KeyWrite::Set(_)) && !members.iter().any(|m| &m.key == k)).cloned().collect();
-    let text = missing
-        .iter()
-        .filter_map(|(k, w)| match w {
-            KeyWrite::Set(v) => Some(format!("{}:{}", json_string(k), json_string(v))),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join(",");
+    let text = set_members(write.keys.iter().filter(|(k, _)| !members.iter().any(|m| &m.key == k)));
     if !text.is_empty() {
         let any_kept = removed.iter().any(|r| !r);
-        let _ = body;
         edits.push(insert(open + 1, if any_kept { format!("{text},") } else { text }));
     }
+}
+
+/// The `Set` writes among `keys` as `"key":"value"` members, comma-separated, written
+/// into one string (this runs for every request).
+fn set_members<'k>(keys: impl Iterator<Item = &'k (String, KeyWrite)>) -> String {
+    // Room for a traceparent, a tracestate and two ids without growing.
+    let mut members = String::with_capacity(256);
+    for (k, w) in keys {
+        if let KeyWrite::Set(v) = w {
+            if !members.is_empty() {
+                members.push(',');
+            }
+            push_json_string(&mut members, k);
+            members.push(':');
+            push_json_string(&mut members, v);
+        }
+    }
+    members
 }
 
 fn insert(at: usize, text: String) -> Edit {
