@@ -46,7 +46,7 @@ EMPTY_WASM = EMPTY_TARGET_DIR / "wasm32-wasip1" / "release" / "empty_filter.wasm
 PROBE_CRATE = REPO / "bench" / "probe-filter" / "Cargo.toml"
 PROBE_TARGET_DIR = OUT / "probe-filter"
 PROBE_WASM = PROBE_TARGET_DIR / "wasm32-wasip1" / "release" / "probe_filter.wasm"
-PROBE_CALLS = ("none", "now", "increment_metric", "get_header", "get_header_pairs", "set_header", "get_property", "get_filter_state", "set_property", "get_body")
+PROBE_CALLS = (report.PROBE_BASE, *report.PROBE_DESCRIPTIONS)  # the kinds bench/probe-filter knows
 PROBE_PORT_OFFSET = 20  # probe fronts listen on FRONT_PORT + 20 + i (admin likewise)
 WRK_LUA = REPO / "bench" / "wrk" / "tools_call.lua"
 

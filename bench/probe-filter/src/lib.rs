@@ -64,15 +64,11 @@ impl Context for ProbeRoot {}
 impl RootContext for ProbeRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let config = self.get_plugin_configuration().unwrap_or_default();
-        let text = String::from_utf8_lossy(&config);
-        let field = |name: &str| -> Option<String> {
-            // Two flat fields: no JSON crate in the probe, so its own cost stays minimal.
-            let at = text.find(&format!("\"{name}\""))?;
-            let rest = text[at + name.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
-            let end = rest.find([',', '}']).unwrap_or(rest.len());
-            Some(rest[..end].trim().trim_matches('"').to_string())
-        };
-        let (Some(call), Some(repeat)) = (field("call").and_then(|c| Call::parse(&c)), field("repeat").and_then(|r| r.parse().ok())) else {
+        let parsed: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
+        let call = parsed["call"].as_str().and_then(Call::parse);
+        let repeat = parsed["repeat"].as_u64().and_then(|r| u32::try_from(r).ok());
+        let (Some(call), Some(repeat)) = (call, repeat) else {
+            let text = String::from_utf8_lossy(&config);
             proxy_wasm::hostcalls::log(LogLevel::Error, &format!("probe-filter: bad configuration {text:?}")).ok();
             return false;
         };
