@@ -14,6 +14,11 @@ feed) differ:
   B   mcp-trace as in envoy/envoy.yaml.
   B+  B with `"own_spans": {"enabled": true}` in both instances' plugin configuration
       (the filter exports its own spans to cluster otel_collector).
+  M   the job's floor: W with the router's upstream filter replaced by
+      bench/probe-filter in its `mcp_floor` mode, which does only the host work no
+      filter doing this job can skip (hold and read the body, write one byte back, fix
+      content-length, set the same 8 filter-state keys as B, read the response's first
+      bytes), with no parsing. B − M is what mcp-trace's own code costs.
   N   Envoy's native MCP filter (envoy.filters.http.mcp) + json_to_metadata (JSON
       responses) + sse_to_metadata (SSE responses), with span tags and span name
       taken from their dynamic metadata. See `front_native` for what it covers.
@@ -41,11 +46,12 @@ UPSTREAM_ADMIN_PORT = 9902
 OTLP_PORT = 4318
 STREAM_SERVER_PORT = 8001  # bench/sse_server.py, behind the upstream Envoy's /mcp-stream route
 
-FRONTS = ("A", "W", "W1", "B", "B+", "N")
+FRONTS = ("A", "W", "W1", "M", "B", "B+", "N")
 FRONT_DESCRIPTIONS = {
     "A": "bare Envoy (same listener, route, tracer; no wasm)",
     "W": "empty proxy-wasm filter, HCM + router upstream (same two placements as B)",
     "W1": "empty proxy-wasm filter, HCM only",
+    "M": "the job's floor: W whose upstream filter only holds and reads the body, writes 1 byte back and sets B's 8 filter-state keys (no parsing)",
     "B": "mcp-trace as in envoy/envoy.yaml",
     "B+": "mcp-trace with own_spans.enabled in both instances",
     "N": "native envoy.filters.http.mcp + json_to_metadata + sse_to_metadata",
@@ -124,6 +130,17 @@ def front_probe(reference: dict, empty_wasm: Path, probe_wasm: Path, call: str, 
     hcm_filter["vm_config"]["vm_id"] = "bench_probe"  # other code than the empty upstream filter's VM
     hcm_filter["vm_config"]["code"]["local"]["filename"] = str(probe_wasm.resolve())
     hcm_filter["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps({"call": call, "repeat": repeat})}
+    return config
+
+
+def front_job_floor(reference: dict, empty_wasm: Path, probe_wasm: Path) -> dict:
+    """W with the router's upstream filter (where B does its MCP work) replaced by
+    bench/probe-filter in `mcp_floor` mode."""
+    config = front_empty_wasm(reference, empty_wasm)
+    upstream_filter = _wasm_filters(_hcm(config))[-1]["typed_config"]["config"]
+    upstream_filter["vm_config"]["vm_id"] = "bench_floor"
+    upstream_filter["vm_config"]["code"]["local"]["filename"] = str(probe_wasm.resolve())
+    upstream_filter["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps({"call": "mcp_floor", "repeat": 1})}
     return config
 
 
@@ -230,13 +247,15 @@ def place_front(config: dict, listener_port: int, admin_port: int) -> dict:
     return config
 
 
-def front_config(front: str, reference: dict, empty_wasm: Path) -> dict:
+def front_config(front: str, reference: dict, empty_wasm: Path, probe_wasm: Path) -> dict:
     if front == "A":
         return front_bare(reference)
     if front == "W":
         return front_empty_wasm(reference, empty_wasm, upstream_too=True)
     if front == "W1":
         return front_empty_wasm(reference, empty_wasm, upstream_too=False)
+    if front == "M":
+        return front_job_floor(reference, empty_wasm, probe_wasm)
     if front == "B":
         return front_mcp_trace(reference)
     if front == "B+":

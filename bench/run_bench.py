@@ -186,7 +186,7 @@ class Bench:
         (OUT / "body-1k.json").write_bytes(load.tools_call_body(1024))
         reference = configs.load_reference(REPO)
         for front in self.args.fronts:
-            cfg = configs.shift_ports(configs.front_config(front, reference, EMPTY_WASM), self.offset)
+            cfg = configs.shift_ports(configs.front_config(front, reference, EMPTY_WASM, PROBE_WASM), self.offset)
             configs.place_front(cfg, self.front_port(front), self.admin_port(front))
             self.paths[front] = configs.write_yaml(cfg, cfg_dir / f"front-{slug(front)}.yaml")
         for call in self.args.probe:
@@ -331,6 +331,8 @@ class Bench:
                     needles += [b"mcp.method.name", b"tools/call", b"gen_ai.tool.name", tool.encode()]
                 if front in ("B", "B+"):
                     needles.append(b"mcp.sse.events")  # the SSE responses were read
+                if front == "M":
+                    needles += [b"mcp.method.name", b"gen_ai.tool.name", b"execute_tool"]  # its constant filter state
                 if front == "N":
                     needles.append(b"mcp_bench.tool.is_error")  # json_to_metadata / sse_to_metadata worked
                 if front == "B+":
@@ -435,7 +437,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="runs of each load per front, fronts taking turns (default 5, quick 2)")
     p.add_argument("--cell-seconds", type=int, help="seconds per run, whole seconds as wrk wants (default 2, quick 1)")
     p.add_argument("--warmup-seconds", type=int, help="load before the first measurement of each front (default 2, quick 1)")
-    p.add_argument("--fronts", default="A,W,B,B+,N", help=f"comma-separated, from {','.join(configs.FRONTS)} (default A,W,B,B+,N)")
+    p.add_argument("--fronts", default="A,W,M,B,B+,N", help=f"comma-separated, from {','.join(configs.FRONTS)} (default A,W,M,B,B+,N)")
     p.add_argument("--cells", default="", help="comma-separated load keys (default all): " + ",".join(c.key for c in load.CELLS))
     p.add_argument("--memory-requests", type=int, help="requests for the memory run (default 200000, quick 50000)")
     p.add_argument("--memory-fronts", default=None, help="fronts for the memory run (default B,B+; quick B; 'none' to skip)")
@@ -512,7 +514,7 @@ def main() -> int:
         OUT.mkdir(parents=True, exist_ok=True)
         log("building the bench's own filters (bench/empty-filter, bench/probe-filter)…")
         build_bench_filter(EMPTY_CRATE, EMPTY_TARGET_DIR, EMPTY_WASM)
-        if args.probe:
+        if args.probe or "M" in args.fronts:
             build_bench_filter(PROBE_CRATE, PROBE_TARGET_DIR, PROBE_WASM)
         bench = Bench(args, envoy)
         bench.check_ports()

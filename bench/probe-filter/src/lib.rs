@@ -33,6 +33,12 @@ enum Call {
     SetProperty,
     /// `proxy_get_buffer_bytes` of the whole request body (in the body callback).
     GetBody,
+    /// Not a probe of one call: the least any filter must do to tag a `tools/call`
+    /// span and write `params._meta`, with no parsing at all (`repeat` is ignored):
+    /// hold the body, read it once, replace its first byte, fix `content-length`, set
+    /// the filter state mcp-trace sets for such a call (same keys, so Envoy evaluates
+    /// the same span tags), read the first response chunk. The bench's front M.
+    McpFloor,
 }
 
 impl Call {
@@ -48,6 +54,7 @@ impl Call {
             "get_filter_state" => Call::GetFilterState,
             "set_property" => Call::SetProperty,
             "get_body" => Call::GetBody,
+            "mcp_floor" => Call::McpFloor,
             _ => return None,
         })
     }
@@ -79,7 +86,7 @@ impl RootContext for ProbeRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Probe { call: self.call, repeat: self.repeat, metric: self.metric }))
+        Some(Box::new(Probe { call: self.call, repeat: self.repeat, metric: self.metric, response_read: false }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -91,6 +98,7 @@ struct Probe {
     call: Call,
     repeat: u32,
     metric: u32,
+    response_read: bool,
 }
 
 impl Context for Probe {}
@@ -102,7 +110,7 @@ impl HttpContext for Probe {
         }
         for i in 0..self.repeat {
             match self.call {
-                Call::None | Call::GetBody => {}
+                Call::None | Call::GetBody | Call::McpFloor => {}
                 Call::Now => {
                     std::hint::black_box(self.get_current_time());
                 }
@@ -125,10 +133,31 @@ impl HttpContext for Probe {
                 Call::SetProperty => self.set_property(vec![&format!("probe.{i}")], Some(b"probe-value-0123456789")),
             }
         }
+        if self.call == Call::McpFloor {
+            // Whether it is JSON (mcp-trace reads all headers in one call).
+            std::hint::black_box(self.get_http_request_header("content-type"));
+            return proxy_wasm::types::Action::Pause;
+        }
         proxy_wasm::types::Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> proxy_wasm::types::Action {
+        if self.call == Call::McpFloor {
+            if !end_of_stream {
+                return proxy_wasm::types::Action::Pause;
+            }
+            let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+            // A one-byte head replaced by itself: the same host work as a `_meta`
+            // splice, the same bytes upstream.
+            if let Some(first) = body.first() {
+                self.set_http_request_body(0, 1, &[*first]);
+                self.set_http_request_header("content-length", Some(&body.len().to_string()));
+            }
+            for (key, value) in FLOOR_PROPERTIES {
+                self.set_property(vec![key], Some(value.as_bytes()));
+            }
+            return proxy_wasm::types::Action::Continue;
+        }
         if self.call == Call::GetBody && end_of_stream {
             for _ in 0..self.repeat {
                 std::hint::black_box(self.get_http_request_body(0, body_size));
@@ -136,7 +165,28 @@ impl HttpContext for Probe {
         }
         proxy_wasm::types::Action::Continue
     }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> proxy_wasm::types::Action {
+        // The JSON-RPC outcome is in the response: its first bytes are read once.
+        if self.call == Call::McpFloor && !self.response_read && body_size > 0 {
+            self.response_read = true;
+            std::hint::black_box(self.get_http_response_body(0, body_size.min(256)));
+        }
+        proxy_wasm::types::Action::Continue
+    }
 }
+
+/// The filter state mcp-trace sets for a 1 KB `tools/call` (both instances together).
+const FLOOR_PROPERTIES: [(&str, &str); 8] = [
+    ("mcp.session.id", "bench-session-0123456789abcdef"),
+    ("mcp_trace.span_name", "tools/call get_weather"),
+    ("mcp.method.name", "tools/call"),
+    ("gen_ai.tool.name", "get_weather"),
+    ("gen_ai.operation.name", "execute_tool"),
+    ("jsonrpc.request.id", "12345"),
+    ("network.protocol.version", "1.1"),
+    ("mcp.protocol.version", "2025-11-25"),
+];
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
