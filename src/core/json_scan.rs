@@ -142,7 +142,7 @@ impl JsonScanner {
                 Lex::Str { escape } => {
                     // Fast path: skip plain string bytes we do not keep.
                     if !escape && !self.capturing && !self.in_key() {
-                        match memchr2(b'"', b'\\', &chunk[i..]) {
+                        match memchr::memchr2(b'"', b'\\', &chunk[i..]) {
                             Some(p) => i += p,
                             None => return,
                         }
@@ -389,11 +389,6 @@ fn unescape(raw: &[u8]) -> String {
     quoted.push_str(&text);
     quoted.push('"');
     serde_json::from_str::<String>(&quoted).unwrap_or_else(|_| text.into_owned())
-}
-
-/// Position of the first `a` or `b` in `hay`.
-fn memchr2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&x| x == a || x == b)
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ impl SseReader {
                 }
                 Line::Value(field) => {
                     // Take the whole run up to the line end at once.
-                    let end = chunk[i..].iter().position(|&c| c == b'\n' || c == b'\r').map_or(chunk.len(), |p| i + p);
+                    let end = memchr::memchr2(b'\n', b'\r', &chunk[i..]).map_or(chunk.len(), |p| i + p);
                     self.value_bytes(field, &chunk[i..end]);
                     i = end;
                 }
