@@ -169,7 +169,7 @@ struct WireParams<'a> {
 pub fn parse_body(body: &[u8]) -> Result<Body<'_>, Rejection> {
     // JSON is UTF-8 (RFC 8259). Checked once up front: serde_json does not check the
     // strings it skips, and parsing from `str` then spares it the per-string check.
-    let text = std::str::from_utf8(body).map_err(|_| Rejection::Malformed)?;
+    let text = simdutf8::basic::from_utf8(body).map_err(|_| Rejection::Malformed)?;
     let first = body.iter().position(|b| !b.is_ascii_whitespace()).ok_or(Rejection::Malformed)?;
     match body[first] {
         b'{' => {
@@ -209,12 +209,20 @@ fn reject(e: serde_json::Error) -> Rejection {
 
 /// Offset of a raw slice inside the body it was parsed from.
 fn offset(body: &[u8], raw: &RawValue) -> usize {
-    (raw.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize)
+    text_offset(body, raw.get())
+}
+
+fn text_offset(body: &[u8], text: &str) -> usize {
+    (text.as_ptr() as usize).saturating_sub(body.as_ptr() as usize)
 }
 
 /// A JSON string's value, borrowed when it has no escapes.
 pub fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let text = raw.get();
+    json_text_str(raw.get())
+}
+
+/// [`json_str`] of raw JSON text.
+fn json_text_str(text: &str) -> Option<Cow<'_, str>> {
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
     if !inner.contains('\\') {
         return Some(Cow::Borrowed(inner));
@@ -271,35 +279,177 @@ fn read_params<'a>(body: &'a [u8], raw: &'a RawValue, msg: &mut Message<'a>) {
         msg.layout.params = ParamsLayout::Untouchable;
         return;
     }
-    let Ok(params) = serde_json::from_str::<WireParams>(raw.get()) else {
+    // serde_json has validated `params` with the whole body; skimming its members is
+    // much cheaper than a second parse, which would scan large tool arguments again.
+    let skimmed = skim_params(raw.get());
+    let Some(params) = skimmed.or_else(|| serde_json::from_str::<WireParams>(raw.get()).ok().map(ParamsText::from)) else {
         // Duplicate members: the receiver's view of them is ambiguous, so hands off.
         msg.layout.params = ParamsLayout::Untouchable;
         return;
     };
     let method = msg.method.as_deref().unwrap_or("");
     msg.target = match method {
-        "tools/call" | "prompts/get" => params.name.and_then(json_str),
-        m if m.starts_with("resources/") => params.uri.and_then(json_str),
+        "tools/call" | "prompts/get" => params.name.and_then(json_text_str),
+        m if m.starts_with("resources/") => params.uri.and_then(json_text_str),
         _ => None,
     };
     if method == "tools/call" {
-        msg.arguments = params.arguments.map(RawValue::get);
+        msg.arguments = params.arguments;
     }
-    msg.protocol_version = params.protocol_version.and_then(json_str);
+    msg.protocol_version = params.protocol_version.and_then(json_text_str);
     let meta = match params.meta {
         None => MetaLayout::Absent,
-        Some(meta_raw) if meta_raw.get().starts_with('{') => read_meta(body, meta_raw, msg),
+        Some(meta_text) if meta_text.starts_with('{') => read_meta(body, meta_text, msg),
         Some(_) => MetaLayout::Untouchable,
     };
     let empty = raw.get().get(1..).unwrap_or("").trim_start().starts_with('}');
     msg.layout.params = ParamsLayout::Object { open, empty, meta };
 }
 
-fn read_meta<'a>(body: &'a [u8], raw: &'a RawValue, msg: &mut Message<'a>) -> MetaLayout {
-    let Ok(MetaMembers(entries)) = serde_json::from_str::<MetaMembers>(raw.get()) else {
+/// The members of `params` the filter reads, as raw JSON text borrowed from the body.
+/// `null` counts as absent, as serde reads an `Option`.
+#[derive(Debug, Default, PartialEq)]
+struct ParamsText<'a> {
+    name: Option<&'a str>,
+    uri: Option<&'a str>,
+    meta: Option<&'a str>,
+    arguments: Option<&'a str>,
+    protocol_version: Option<&'a str>,
+}
+
+impl<'a> From<WireParams<'a>> for ParamsText<'a> {
+    fn from(p: WireParams<'a>) -> Self {
+        ParamsText {
+            name: p.name.map(RawValue::get),
+            uri: p.uri.map(RawValue::get),
+            meta: p.meta.map(RawValue::get),
+            arguments: p.arguments.map(RawValue::get),
+            protocol_version: p.protocol_version.map(RawValue::get),
+        }
+    }
+}
+
+/// Reads the members of a `params` object that serde_json has already validated: keys
+/// are read, values only skipped (strings with memchr). None for what it leaves to
+/// serde_json: a key with an escape, a member the filter reads given twice, or anything
+/// unexpected.
+fn skim_params(text: &str) -> Option<ParamsText<'_>> {
+    let b = text.as_bytes();
+    let mut out = ParamsText::default();
+    let mut seen = [false; 5];
+    let mut i = skip_ws(b, 1);
+    if b.get(i) == Some(&b'}') {
+        return Some(out);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = i + 1 + memchr::memchr2(b'"', b'\\', b.get(i + 1..)?)?;
+        if b.get(key_end) != Some(&b'"') {
+            return None; // an escaped key: serde_json decodes it
+        }
+        let key = b.get(i + 1..key_end)?;
+        i = skip_ws(b, key_end + 1);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(b, i + 1);
+        let end = skip_value(b, start)?;
+        let value = text.get(start..end)?;
+        let slot = match key {
+            b"name" => Some((0, &mut out.name)),
+            b"uri" => Some((1, &mut out.uri)),
+            b"_meta" => Some((2, &mut out.meta)),
+            b"arguments" => Some((3, &mut out.arguments)),
+            b"protocolVersion" => Some((4, &mut out.protocol_version)),
+            _ => None,
+        };
+        if let Some((index, field)) = slot {
+            if std::mem::replace(seen.get_mut(index)?, true) {
+                return None; // serde_json refuses the duplicate
+            }
+            *field = (value != "null").then_some(value);
+        }
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// For the randomised tests: on a valid JSON object, [`skim_params`] either declines or
+/// reads exactly what serde_json reads, and it declines every object serde refuses.
+/// Ok(true): skimmed and equal; Ok(false): declined; Err: they disagree.
+#[cfg(test)]
+pub(crate) fn skim_agrees_with_serde(text: &str) -> Result<bool, ()> {
+    let serde = serde_json::from_str::<WireParams>(text).ok().map(ParamsText::from);
+    match (skim_params(text), serde) {
+        (Some(skimmed), Some(parsed)) if skimmed == parsed => Ok(true),
+        (Some(_), _) => Err(()),
+        (None, _) => Ok(false),
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the (valid) JSON value starting at `i`.
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match b.get(j)? {
+                    b'"' => j = skip_string(b, j)?,
+                    b'{' | b'[' => {
+                        depth += 1;
+                        j += 1;
+                    }
+                    b'}' | b']' => {
+                        depth = depth.checked_sub(1)?;
+                        j += 1;
+                        if depth == 0 {
+                            return Some(j);
+                        }
+                    }
+                    _ => j += 1,
+                }
+            }
+        }
+        _ => {
+            let len = b.get(i..)?.iter().position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))?;
+            Some(i + len)
+        }
+    }
+}
+
+/// The end of the string whose opening quote is at `i`.
+fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b.get(j) == Some(&b'\\') {
+            j += 2;
+        } else {
+            return Some(j + 1);
+        }
+    }
+}
+
+fn read_meta<'a>(body: &'a [u8], text: &'a str, msg: &mut Message<'a>) -> MetaLayout {
+    let Ok(MetaMembers(entries)) = serde_json::from_str::<MetaMembers>(text) else {
         return MetaLayout::Untouchable;
     };
-    let open = offset(body, raw);
+    let open = text_offset(body, text);
     let mut members = Vec::with_capacity(entries.len());
     let mut cursor = open + 1; // just after `{` or after the previous value
     for (key, value) in entries {
@@ -380,6 +530,31 @@ mod tests {
             Body::Single(m) => m,
             Body::Batch(_) => panic!("expected single"),
         }
+    }
+
+    #[test]
+    fn params_are_skimmed_as_serde_reads_them() {
+        let cases = [
+            r#"{}"#,
+            r#"{ }"#,
+            r#"{"name":"get_weather","arguments":{"city":"Par\"is","nested":[{"a":"}"},[],"\\"],"n":-1.5e3,"t":true}}"#,
+            r#"{ "arguments" : { } , "name" : "x" , "_meta" : {"traceparent":"00-x"} }"#,
+            r#"{"_meta":null,"name":null,"uri":"file:///a","protocolVersion":"2025-11-25","other":[1,2,{"name":3}]}"#,
+            r#"{"name":1,"uri":{"x":"y"},"_meta":"str","arguments":[]}"#,
+            r#"{"other":"a","other":"b","name":"n"}"#,
+        ];
+        for text in cases {
+            let skimmed = skim_params(text).unwrap_or_else(|| panic!("declined {text}"));
+            let parsed = ParamsText::from(serde_json::from_str::<WireParams>(text).unwrap());
+            assert_eq!(skimmed, parsed, "{text}");
+        }
+        // Left to serde_json: an escaped key, a duplicate member the filter reads.
+        assert_eq!(skim_params(r#"{"na\u006de":"x"}"#), None);
+        assert_eq!(skim_params(r#"{"_meta":null,"_meta":{}}"#), None);
+        assert!(serde_json::from_str::<WireParams>(r#"{"_meta":null,"_meta":{}}"#).is_err());
+        let tool = single(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"q":"}\""},"name":"t"}}"#);
+        assert_eq!(tool.target.as_deref(), Some("t"));
+        assert_eq!(tool.arguments, Some(r#"{"q":"}\""}"#));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use crate::core::config::Config;
 use crate::core::json_scan::JsonScanner;
-use crate::core::jsonrpc::parse_body;
+use crate::core::jsonrpc::{parse_body, skim_agrees_with_serde};
 use crate::core::meta_splice::{splice, MetaWrite};
 use crate::core::propagation::{plan, HeaderContext, ParentMode};
 use crate::core::sse::SseReader;
@@ -86,6 +86,32 @@ fn request_bodies_never_panic_and_splices_stay_valid() {
             }
         }
     }
+}
+
+/// The fast read of `params` (skimming an object serde_json validated) must agree with
+/// serde_json on every valid object, and must not panic on anything.
+#[test]
+fn params_skim_agrees_with_serde_on_mutated_objects() {
+    const PARAMS: &[&str] = &[
+        r#"{"name":"get_weather","arguments":{"city":"Pa\"ris","list":[1,{"k":"}]"},null]},"_meta":{"progressToken":1}}"#,
+        r#"{ "uri" : "file:///x" , "_meta" : null, "protocolVersion":"2025-11-25" }"#,
+        r#"{"arguments":{},"name":"n","name2":"\\","x":[[],{}],"y":-0.5e-2}"#,
+    ];
+    let mut rng = Rng(0xA076_1D64_78BD_642F);
+    let (mut valid, mut skimmed) = (0, 0);
+    for i in 0..40_000 {
+        let text = mutate(&mut rng, PARAMS[i % PARAMS.len()].as_bytes());
+        let Ok(text) = std::str::from_utf8(&text) else { continue };
+        if !text.starts_with('{') || serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+            continue;
+        }
+        valid += 1;
+        match skim_agrees_with_serde(text) {
+            Ok(read) => skimmed += usize::from(read),
+            Err(()) => panic!("skim and serde_json disagree on {text}"),
+        }
+    }
+    assert!(valid > 1_000 && skimmed * 10 > valid * 8, "{valid} mutated objects were valid JSON, {skimmed} skimmed");
 }
 
 #[test]
