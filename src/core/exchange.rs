@@ -1296,7 +1296,8 @@ mod tests {
     }
 
     /// Native timing of one request through each role (run with
-    /// `cargo test --release -- --ignored --nocapture native_cost`).
+    /// `cargo test --release -- --ignored --nocapture native_cost`; `NATIVE_COST_N=3000`
+    /// makes it short enough to run under `valgrind --tool=callgrind`).
     #[test]
     #[ignore]
     fn native_cost_per_tools_call() {
@@ -1307,7 +1308,7 @@ mod tests {
         for role in ["downstream", "upstream"] {
             let conf = config(&format!(r#"{{"role":"{role}"}}"#));
             let template = FakeHost::post(&body, &[("mcp-session-id", "s"), ("traceparent", TP)]);
-            let n = 100_000;
+            let n: u32 = std::env::var("NATIVE_COST_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
             let t = std::time::Instant::now();
             for _ in 0..n {
                 let mut host = FakeHost {

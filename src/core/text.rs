@@ -28,7 +28,21 @@ pub fn bounded_printable(value: &str, max_len: usize) -> String {
 
 /// Lowercase hex of `bytes`.
 pub fn to_hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// Appends the lowercase hex of `bytes` to `out`, without an intermediate String
+/// (`hex::encode` builds one through a char iterator: slow for ids made per request).
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    let mut buf = [0u8; 64];
+    for chunk in bytes.chunks(buf.len() / 2) {
+        let Some(hex) = buf.get_mut(..chunk.len() * 2) else { return };
+        if hex::encode_to_slice(chunk, hex).is_ok() {
+            out.push_str(std::str::from_utf8(hex).unwrap_or_default());
+        }
+    }
 }
 
 /// True when every byte is a lowercase hex digit.
@@ -39,6 +53,14 @@ pub fn is_lower_hex(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lowercase_and_whole_for_any_length() {
+        assert_eq!(to_hex(&[]), "");
+        assert_eq!(to_hex(&[0x00, 0xab, 0x0f]), "00ab0f");
+        let long: Vec<u8> = (0..=255).collect();
+        assert_eq!(to_hex(&long), hex::encode(&long));
+    }
 
     #[test]
     fn visible_ascii_rejects_controls_spaces_and_unicode() {

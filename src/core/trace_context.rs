@@ -2,7 +2,7 @@
 //! span ids this proxy reports.
 
 use crate::core::ids::random_bytes;
-use crate::core::text::{is_lower_hex, to_hex};
+use crate::core::text::{is_lower_hex, push_hex, to_hex};
 
 /// A validated `traceparent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,14 @@ impl TraceParent {
 
     /// The version-00 header value.
     pub fn to_header(&self) -> String {
-        format!("00-{}-{}-{:02x}", to_hex(&self.trace_id), to_hex(&self.span_id), self.flags)
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        push_hex(&mut out, &self.trace_id);
+        out.push('-');
+        push_hex(&mut out, &self.span_id);
+        out.push('-');
+        push_hex(&mut out, &[self.flags]);
+        out
     }
 
     pub fn trace_id_hex(&self) -> String {
