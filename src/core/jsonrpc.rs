@@ -143,7 +143,9 @@ struct WireMessage<'a> {
     method: Option<&'a RawValue>,
     #[serde(borrow)]
     id: Option<&'a RawValue>,
-    #[serde(borrow)]
+    // `null` is kept (as raw text), not read as absent: the splice must not add a
+    // second `params` beside it.
+    #[serde(borrow, default, deserialize_with = "raw_even_null")]
     params: Option<&'a RawValue>,
     #[serde(borrow)]
     result: Option<&'a RawValue>,
@@ -151,18 +153,26 @@ struct WireMessage<'a> {
     error: Option<&'a RawValue>,
 }
 
+/// The `params` members the filter reads; `null` values kept as raw text (see
+/// [`raw_even_null`]), as [`skim_params`] reads them.
 #[derive(Deserialize)]
 struct WireParams<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "raw_even_null")]
     name: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "raw_even_null")]
     uri: Option<&'a RawValue>,
-    #[serde(borrow, rename = "_meta")]
+    // A `null` `_meta` must not read as absent: the splice would add a second `_meta`.
+    #[serde(borrow, default, deserialize_with = "raw_even_null", rename = "_meta")]
     meta: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "raw_even_null")]
     arguments: Option<&'a RawValue>,
-    #[serde(borrow, rename = "protocolVersion")]
+    #[serde(borrow, default, deserialize_with = "raw_even_null", rename = "protocolVersion")]
     protocol_version: Option<&'a RawValue>,
+}
+
+/// A member's raw value, `null` included (serde reads `null` into `Option` as None).
+fn raw_even_null<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Parses a POST body as a JSON-RPC message or batch.
@@ -306,8 +316,8 @@ fn read_params<'a>(body: &'a [u8], raw: &'a RawValue, msg: &mut Message<'a>) {
     msg.layout.params = ParamsLayout::Object { open, empty, meta };
 }
 
-/// The members of `params` the filter reads, as raw JSON text borrowed from the body.
-/// `null` counts as absent, as serde reads an `Option`.
+/// The members of `params` the filter reads, as raw JSON text borrowed from the body
+/// (`null` included: a `null` `_meta` is left alone, never doubled).
 #[derive(Debug, Default, PartialEq)]
 struct ParamsText<'a> {
     name: Option<&'a str>,
@@ -369,7 +379,7 @@ fn skim_params(text: &str) -> Option<ParamsText<'_>> {
             if std::mem::replace(seen.get_mut(index)?, true) {
                 return None; // serde_json refuses the duplicate
             }
-            *field = (value != "null").then_some(value);
+            *field = Some(value);
         }
         i = skip_ws(b, end);
         match b.get(i) {
@@ -670,7 +680,11 @@ mod tests {
         assert_eq!(m.layout.params, ParamsLayout::Untouchable);
         let m = single(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":"s"}}"#);
         assert!(matches!(m.layout.params, ParamsLayout::Object { meta: MetaLayout::Untouchable, .. }));
+        // `null` is not absent: a second `params` or `_meta` beside it would be a
+        // duplicate key.
         let m = single(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":null}"#);
-        assert_eq!(m.layout.params, ParamsLayout::Absent);
+        assert_eq!(m.layout.params, ParamsLayout::Untouchable);
+        let m = single(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":null}}"#);
+        assert!(matches!(m.layout.params, ParamsLayout::Object { meta: MetaLayout::Untouchable, .. }));
     }
 }

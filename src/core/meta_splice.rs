@@ -332,11 +332,19 @@ mod tests {
 
     #[test]
     fn untouchable_params_are_skipped_not_corrupted() {
-        let input = r#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#;
-        let parsed = parse_body(input.as_bytes()).unwrap();
-        let w = write_tp();
-        let (out, skipped) = splice(input.as_bytes(), &[(&parsed.messages()[0].layout, &w)]);
-        assert_eq!((out, skipped), (None, 1));
+        // An array, and `null` params or `_meta`: a second `params` or `_meta` beside the
+        // null would be a duplicate key, and most parsers keep the last one.
+        for input in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","params":null}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":null,"a":1}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":1, "_meta" : null}}"#,
+        ] {
+            let parsed = parse_body(input.as_bytes()).unwrap();
+            let w = write_tp();
+            let (out, skipped) = splice(input.as_bytes(), &[(&parsed.messages()[0].layout, &w)]);
+            assert_eq!((out, skipped), (None, 1), "{input}");
+        }
     }
 
     /// Odd but valid JSON: whatever the client wrote outside the inserted member survives.
