@@ -14,11 +14,12 @@ feed) differ:
   B   mcp-trace as in envoy/envoy.yaml.
   B+  B with `"own_spans": {"enabled": true}` in both instances' plugin configuration
       (the filter exports its own spans to cluster otel_collector).
-  M   the job's floor: W with the router's upstream filter replaced by
-      bench/probe-filter in its `mcp_floor` mode, which does only the host work no
-      filter doing this job can skip (hold and read the body, write one byte back, fix
-      content-length, set the same 8 filter-state keys as B, read the response's first
-      bytes), with no parsing. B − M is what mcp-trace's own code costs.
+  M   the floor of the job in B's layout: bench/probe-filter in both of B's places
+      (one VM per worker), the HCM instance making no call, the upstream instance in
+      `mcp_floor` mode, which does only host work no filter doing this job can skip
+      (hold and read the body, write one byte back, fix content-length, set the same 8
+      filter-state keys as B, read the response's first bytes), with no parsing.
+      B − M is what mcp-trace's own code and extra calls cost.
   N   Envoy's native MCP filter (envoy.filters.http.mcp) + json_to_metadata (JSON
       responses) + sse_to_metadata (SSE responses), with span tags and span name
       taken from their dynamic metadata. See `front_native` for what it covers.
@@ -51,7 +52,7 @@ FRONT_DESCRIPTIONS = {
     "A": "bare Envoy (same listener, route, tracer; no wasm)",
     "W": "empty proxy-wasm filter, HCM + router upstream (same two placements as B)",
     "W1": "empty proxy-wasm filter, HCM only",
-    "M": "the job's floor: W whose upstream filter only holds and reads the body, writes 1 byte back and sets B's 8 filter-state keys (no parsing)",
+    "M": "the job's floor in B's layout: a probe filter in both places whose upstream instance only holds and reads the body, writes 1 byte back and sets B's 8 filter-state keys (no parsing)",
     "B": "mcp-trace as in envoy/envoy.yaml",
     "B+": "mcp-trace with own_spans.enabled in both instances",
     "N": "native envoy.filters.http.mcp + json_to_metadata + sse_to_metadata",
@@ -134,13 +135,14 @@ def front_probe(reference: dict, empty_wasm: Path, probe_wasm: Path, call: str, 
 
 
 def front_job_floor(reference: dict, empty_wasm: Path, probe_wasm: Path) -> dict:
-    """W with the router's upstream filter (where B does its MCP work) replaced by
-    bench/probe-filter in `mcp_floor` mode."""
+    """B's layout with bench/probe-filter in both places: the router's upstream
+    instance (where B does its MCP work) in `mcp_floor` mode, the HCM instance making
+    no call. Both share one VM per worker, as B's and W's instances do."""
     config = front_empty_wasm(reference, empty_wasm)
-    upstream_filter = _wasm_filters(_hcm(config))[-1]["typed_config"]["config"]
-    upstream_filter["vm_config"]["vm_id"] = "bench_floor"
-    upstream_filter["vm_config"]["code"]["local"]["filename"] = str(probe_wasm.resolve())
-    upstream_filter["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps({"call": "mcp_floor", "repeat": 1})}
+    for plugin, call in zip((f["typed_config"]["config"] for f in _wasm_filters(_hcm(config))), ("none", "mcp_floor")):
+        plugin["vm_config"]["vm_id"] = "bench_floor"
+        plugin["vm_config"]["code"]["local"]["filename"] = str(probe_wasm.resolve())
+        plugin["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps({"call": call, "repeat": 1})}
     return config
 
 

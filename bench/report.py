@@ -147,7 +147,7 @@ def budget(cells: dict, ttfe: dict, memory: dict, wasm_bytes: int, over_limit: i
         implied = 1 / cpu if cpu else None
         measured = f"{fmt(ratio)} × {base} ({spread}CPU-cost basis {fmt(implied)})"
         # The job's floor (front M) on the same line: when it misses the target too, no
-        # wasm filter that holds the body and tags the span can meet it in this Envoy.
+        # filter in B's layout that holds the body and tags the span meets it here.
         floor_ratio = get(cell, "M", f"rps_x{base}") if base != "M" else None
         if floor_ratio is not None:
             floor_cpu = get(cell, "M", f"cpu_x{base}")

@@ -104,7 +104,7 @@ struct Probe {
 impl Context for Probe {}
 
 impl HttpContext for Probe {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> proxy_wasm::types::Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> proxy_wasm::types::Action {
         if self.call == Call::GetFilterState {
             self.set_property(vec!["probe"], Some(b"probe-value-0123456789"));
         }
@@ -136,7 +136,8 @@ impl HttpContext for Probe {
         if self.call == Call::McpFloor {
             // Whether it is JSON (mcp-trace reads all headers in one call).
             std::hint::black_box(self.get_http_request_header("content-type"));
-            return proxy_wasm::types::Action::Pause;
+            // A request without a body has nothing to hold (pausing it would hang it).
+            return if end_of_stream { proxy_wasm::types::Action::Continue } else { proxy_wasm::types::Action::Pause };
         }
         proxy_wasm::types::Action::Continue
     }
