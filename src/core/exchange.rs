@@ -253,8 +253,10 @@ impl Exchange {
             return Action::Continue;
         };
 
+        // A valid `Mcp-Session-Id`: what the server assigned, as the client carries it.
+        let mcp_session_id = get(headers::MCP_SESSION_ID).filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN));
+        self.carried_session_header = mcp_session_id.is_some();
         if self.resolves_identity() {
-            self.carried_session_header = get(headers::MCP_SESSION_ID).is_some_and(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN));
             self.session = resolve_session(&self.config.session_sources, |name| get(name), &self.path, false);
             if let Some(known) = self.session.as_ref().filter(|s| s.origin != SessionOrigin::Header || !self.carried_session_header) {
                 // A non-MCP source (query, bearer hash, X-Session-ID…) may already be
@@ -286,9 +288,8 @@ impl Exchange {
             // `session_from_mcp_header` (the HCM instance's first source is
             // `Mcp-Session-Id`, whose value it never remaps) a valid header is its answer:
             // read here, it saves a filter-state read, a host call.
-            self.carried_session_header = get(headers::MCP_SESSION_ID).is_some_and(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN));
-            self.session = if self.config.session_from_mcp_header && self.carried_session_header {
-                get(headers::MCP_SESSION_ID).map(|s| Session { id: s.to_string(), origin: SessionOrigin::Header })
+            self.session = if let Some(id) = mcp_session_id.filter(|_| self.config.session_from_mcp_header) {
+                Some(Session { id: id.to_string(), origin: SessionOrigin::Header })
             } else {
                 host.property(keys::MCP_SESSION_ID)
                     .filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN + 32))
