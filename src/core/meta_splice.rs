@@ -51,9 +51,8 @@ pub enum SpliceSkip {
     Untouchable,
 }
 
-/// Applies `writes[i]` to the message with `layouts[i]`. Returns the new body, or None
-/// when nothing changed. Messages whose layout cannot take a `_meta` are skipped and
-/// counted in the second value.
+/// The whole body after [`splice_head`] (the filter itself only replaces the head).
+#[cfg(test)]
 pub fn splice(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<Vec<u8>>, usize) {
     let (head, skipped) = splice_head(body, targets);
     let full = head.map(|head| {
@@ -72,9 +71,11 @@ pub struct SplicedHead {
     pub bytes: Vec<u8>,
 }
 
-/// Like [`splice`], but only up to the end of the last edit: the host can replace
-/// that prefix in place (Envoy drains it and prepends the new one), so the rest of a
-/// large body is neither copied back out of the VM nor rebuilt.
+/// Applies `writes[i]` to the message with `layouts[i]`, up to the end of the last edit:
+/// the host replaces that prefix in place (Envoy drains it and prepends the new one), so
+/// the rest of a large body is neither copied back out of the VM nor rebuilt. None when
+/// nothing changed. Messages whose layout cannot take a `_meta` are skipped and counted
+/// in the second value.
 pub fn splice_head(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<SplicedHead>, usize) {
     let mut edits = Vec::new();
     let mut skipped = 0;
