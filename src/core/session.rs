@@ -8,7 +8,7 @@
 
 use crate::core::config::SessionSource;
 use crate::core::ids::generate_id;
-use crate::core::text::is_visible_ascii;
+use crate::core::text::{is_visible_ascii, push_hex};
 use sha2::{Digest, Sha256};
 
 /// Longest session id accepted from any source.
@@ -88,7 +88,10 @@ fn bearer_token(authorization: &str) -> Option<&str> {
 /// session; the token cannot be recovered from it.
 pub fn bearer_session_id(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
-    format!("bearer-sha256:{}", hex::encode(&digest[..16]))
+    let mut id = String::with_capacity(14 + 32);
+    id.push_str("bearer-sha256:");
+    push_hex(&mut id, digest.get(..16).unwrap_or_default());
+    id
 }
 
 /// The raw value of query parameter `name` in `path` (first occurrence), not decoded:
