@@ -71,6 +71,11 @@ pub struct SessionCacheConfig {
 pub struct Config {
     pub role: Role,
     pub max_body_bytes: usize,
+    /// Pause the request headers until the body is read, then correct `content-length`.
+    /// Only where Envoy's filter config sets `allow_on_headers_stop_iteration: true`
+    /// (without it the body never arrives and the request hangs; Istio and Envoy
+    /// Gateway never set it). Off: the headers go on at once without `content-length`.
+    pub hold_request_headers: bool,
     pub request_id_header: String,
     /// Set the request id on the response. Off where Envoy already does it
     /// (`always_set_request_id_in_response` with `x-request-id`): a host call saved.
@@ -125,6 +130,7 @@ pub const DEFAULT_SESSION_ID_KEY: &str = "io.github.mcp-trace/session-id";
 struct RawConfig {
     role: Role,
     max_body_bytes: usize,
+    hold_request_headers: bool,
     request_id_header: String,
     request_id_in_response: bool,
     session_sources: Vec<String>,
@@ -144,6 +150,7 @@ impl Default for RawConfig {
         RawConfig {
             role: Role::Standalone,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            hold_request_headers: false,
             request_id_header: "x-request-id".into(),
             request_id_in_response: true,
             session_from_mcp_header: false,
@@ -307,6 +314,7 @@ impl Config {
         Ok(Config {
             role: raw.role,
             max_body_bytes: raw.max_body_bytes,
+            hold_request_headers: raw.hold_request_headers,
             request_id_header,
             request_id_in_response: raw.request_id_in_response,
             session_sources,

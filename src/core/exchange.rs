@@ -327,7 +327,16 @@ impl Exchange {
                     || self.own_spans()
                 {
                     self.phase = Phase::HoldBody;
-                    Action::Pause
+                    if self.config.hold_request_headers {
+                        return Action::Pause;
+                    }
+                    // The headers leave now, before the body is rewritten: a length would
+                    // be wrong by the size of the `_meta` write. Without one an HTTP/1.1
+                    // upstream gets the body chunked; HTTP/2 frames it anyway.
+                    if self.had_content_length {
+                        host.set_request_header(headers::CONTENT_LENGTH, None);
+                    }
+                    Action::Continue
                 } else {
                     self.phase = Phase::ObserveBody;
                     Action::Continue
@@ -509,9 +518,9 @@ impl Exchange {
             }
             if let Some(head) = head {
                 host.replace_request_body_head(head.replaces, &head.bytes);
-                // Only a length that was there is corrected: a chunked (or HTTP/2)
-                // request stays without one.
-                if self.had_content_length {
+                // Only a length that was there, on headers still held, is corrected: a
+                // chunked (or HTTP/2) request stays without one.
+                if self.had_content_length && self.config.hold_request_headers {
                     let new_len = body.len() - head.replaces.min(body.len()) + head.bytes.len();
                     host.set_request_header(headers::CONTENT_LENGTH, Some(&new_len.to_string()));
                 }
@@ -999,9 +1008,9 @@ mod tests {
     /// Runs the request side; returns the exchange for the response side.
     fn request(conf: &Rc<Config>, host: &mut FakeHost) -> Exchange {
         let mut ex = Exchange::new(conf.clone());
-        let first = ex.on_request_headers(false, host);
+        ex.on_request_headers(false, host);
         let len = host.request_body.len();
-        if first == Action::Pause || conf.role == Role::Downstream || ex.phase == Phase::ObserveBody {
+        if matches!(ex.phase, Phase::HoldBody | Phase::ObserveBody) || conf.role == Role::Downstream {
             assert_eq!(ex.on_request_body(len, true, host), Action::Continue);
         }
         ex
@@ -1070,13 +1079,45 @@ mod tests {
     }
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
+    /// Istio and Envoy Gateway never set `allow_on_headers_stop_iteration`: a paused
+    /// request header phase would never get its body callback and the request would hang.
+    /// By default the headers go on at once, without the `content-length` the rewrite
+    /// would make wrong; the body is held in the body phase and rewritten there.
+    #[test]
+    fn request_headers_are_never_paused_by_default() {
+        for role in ["standalone", "upstream"] {
+            let conf = config(&format!(r#"{{"role":"{role}"}}"#));
+            let mut host = FakeHost::post(CALL, &[("traceparent", TP)]);
+            let mut ex = Exchange::new(conf);
+            assert_eq!(ex.on_request_headers(false, &mut host), Action::Continue, "{role}");
+            assert!(host.header("content-length").is_none(), "{role}: the length of a body about to change is dropped");
+            assert_eq!(ex.on_request_body(10, false, &mut host), Action::Pause, "{role}: the body is held");
+            assert_eq!(ex.on_request_body(CALL.len(), true, &mut host), Action::Continue);
+            let body: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
+            assert!(body["params"]["_meta"]["traceparent"].is_string(), "{role}");
+            assert!(host.header("content-length").is_none(), "{role}: headers have left; no length is set late");
+        }
+    }
+
+    /// Where the operator has set `allow_on_headers_stop_iteration`, the headers may be
+    /// held and the length corrected instead (`hold_request_headers`).
+    #[test]
+    fn held_request_headers_get_the_new_length() {
+        let conf = config(r#"{"hold_request_headers":true}"#);
+        let mut host = FakeHost::post(CALL, &[("traceparent", TP)]);
+        let mut ex = Exchange::new(conf);
+        assert_eq!(ex.on_request_headers(false, &mut host), Action::Pause);
+        assert_eq!(ex.on_request_body(CALL.len(), true, &mut host), Action::Continue);
+        assert_eq!(host.header("content-length").unwrap(), host.request_body.len().to_string());
+    }
+
     #[test]
     fn standalone_post_is_spliced_tagged_and_answered() {
         let conf = config("{}");
         let mut host = FakeHost::post(CALL, &[("traceparent", TP), ("x-session-id", "s-1")]);
         let mut ex = Exchange::new(conf.clone());
-        assert_eq!(ex.on_request_headers(false, &mut host), Action::Pause, "hold headers until the body is read");
-        assert_eq!(ex.on_request_body(10, false, &mut host), Action::Pause);
+        assert_eq!(ex.on_request_headers(false, &mut host), Action::Continue);
+        assert_eq!(ex.on_request_body(10, false, &mut host), Action::Pause, "hold the body until it is whole");
         assert_eq!(ex.on_request_body(CALL.len(), true, &mut host), Action::Continue);
         let body: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
         let meta = &body["params"]["_meta"];
@@ -1084,7 +1125,7 @@ mod tests {
         assert_eq!(meta["io.github.mcp-trace/session-id"], "s-1");
         let rid = host.header("x-request-id").unwrap().to_string();
         assert_eq!(meta["io.github.mcp-trace/request-id"], rid.as_str());
-        assert_eq!(host.header("content-length").unwrap(), host.request_body.len().to_string());
+        assert_eq!(host.header("content-length"), None);
         assert_eq!(host.properties["mcp_trace.span_name"], "tools/call get_weather");
         assert_eq!(host.properties["gen_ai.tool.name"], "get_weather");
         assert_eq!(host.properties["jsonrpc.request.id"], "7");
@@ -1150,7 +1191,7 @@ mod tests {
         let mut host = FakeHost::post(&big, &[]);
         host.set_request_header("content-length", None);
         let mut ex = Exchange::new(conf);
-        assert_eq!(ex.on_request_headers(false, &mut host), Action::Pause);
+        assert_eq!(ex.on_request_headers(false, &mut host), Action::Continue);
         assert_eq!(ex.on_request_body(big.len(), false, &mut host), Action::Continue);
         assert_eq!(host.request_body, big.as_bytes());
         assert_eq!(host.count(Counter::Passthrough(PassReason::OverLimit)), 1);
@@ -1162,7 +1203,7 @@ mod tests {
         let mut host = FakeHost::post(CALL, &[]);
         host.set_request_header("content-length", None);
         let mut ex = Exchange::new(conf);
-        assert_eq!(ex.on_request_headers(false, &mut host), Action::Pause);
+        assert_eq!(ex.on_request_headers(false, &mut host), Action::Continue);
         assert_eq!(ex.on_request_body(CALL.len(), false, &mut host), Action::Pause);
         assert_eq!(ex.on_request_trailers(&mut host), Action::Continue, "trailers end the body");
         assert!(host.header("content-length").is_none(), "no length invented for a chunked body");
@@ -1219,7 +1260,7 @@ mod tests {
         let envoy_span = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
         host.set_request_header("traceparent", Some(envoy_span));
         let mut up_ex = Exchange::new(up);
-        assert_eq!(up_ex.on_request_headers(false, &mut host), Action::Pause);
+        assert_eq!(up_ex.on_request_headers(false, &mut host), Action::Continue);
         up_ex.on_request_body(CALL.len(), true, &mut host);
         let body: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
         assert_eq!(body["params"]["_meta"]["traceparent"], envoy_span);

