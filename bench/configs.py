@@ -12,6 +12,9 @@ feed) differ:
       sharing one VM per worker, exactly like B. Same wasm plumbing options.
   W1  (optional) the empty filter in the HCM chain only.
   B   mcp-trace as in envoy/envoy.yaml.
+  BH  B holding the request headers until the body is read (`hold_request_headers`,
+      possible only with `allow_on_headers_stop_iteration`), so it sets the new
+      content-length instead of dropping it: the path B took before issue 10.
   B+  B with `"own_spans": {"enabled": true}` in both instances' plugin configuration
       (the filter exports its own spans to cluster otel_collector).
   M   the floor of the job in B's layout: bench/probe-filter in both of B's places
@@ -47,13 +50,14 @@ UPSTREAM_ADMIN_PORT = 9902
 OTLP_PORT = 4318
 STREAM_SERVER_PORT = 8001  # bench/sse_server.py, behind the upstream Envoy's /mcp-stream route
 
-FRONTS = ("A", "W", "W1", "M", "B", "B+", "N")
+FRONTS = ("A", "W", "W1", "M", "B", "BH", "B+", "N")
 FRONT_DESCRIPTIONS = {
     "A": "bare Envoy (same listener, route, tracer; no wasm)",
     "W": "empty proxy-wasm filter, HCM + router upstream (same two placements as B)",
     "W1": "empty proxy-wasm filter, HCM only",
     "M": "the job's floor in B's layout: a probe filter in both places whose upstream instance only holds and reads the body, writes 1 byte back and sets B's 8 filter-state keys (no parsing)",
     "B": "mcp-trace as in envoy/envoy.yaml",
+    "BH": "B holding request headers until the body is read (hold_request_headers)",
     "B+": "mcp-trace with own_spans.enabled in both instances",
     "N": "native envoy.filters.http.mcp + json_to_metadata + sse_to_metadata",
 }
@@ -146,14 +150,17 @@ def front_job_floor(reference: dict, empty_wasm: Path, probe_wasm: Path) -> dict
     return config
 
 
-def front_mcp_trace(reference: dict, own_spans: bool = False) -> dict:
+def front_mcp_trace(reference: dict, own_spans: bool = False, hold_headers: bool = False) -> dict:
     config = copy.deepcopy(reference)
-    if own_spans:
-        for f in _wasm_filters(_hcm(config)):
-            configuration = f["typed_config"]["config"]["configuration"]
-            plugin_config = json.loads(configuration["value"])
+    for f in _wasm_filters(_hcm(config)):
+        configuration = f["typed_config"]["config"]["configuration"]
+        plugin_config = json.loads(configuration["value"])
+        if own_spans:
             plugin_config["own_spans"] = {"enabled": True}
-            configuration["value"] = json.dumps(plugin_config)
+        if hold_headers and plugin_config.get("role") == "upstream":
+            assert f["typed_config"]["config"].get("allow_on_headers_stop_iteration"), "holding needs the flag"
+            plugin_config["hold_request_headers"] = True
+        configuration["value"] = json.dumps(plugin_config)
     return config
 
 
@@ -260,6 +267,8 @@ def front_config(front: str, reference: dict, empty_wasm: Path, probe_wasm: Path
         return front_job_floor(reference, empty_wasm, probe_wasm)
     if front == "B":
         return front_mcp_trace(reference)
+    if front == "BH":
+        return front_mcp_trace(reference, hold_headers=True)
     if front == "B+":
         return front_mcp_trace(reference, own_spans=True)
     if front == "N":

@@ -1,6 +1,6 @@
 """Self-check of the test peers WITHOUT Envoy: client -> FastMCP server directly, spans -> in-thread sink.
 
-Run:  /tmp/venvtest/.venv/bin/python -m pytest -q tests/peers/test_peers_selfcheck.py
+Run:  .venv/bin/python -m pytest -q tests/peers/test_peers_selfcheck.py   (from the repository root)
 All sockets are on 127.0.0.1 with free ports; the server child processes are stopped at teardown.
 """
 
