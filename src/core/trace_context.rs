@@ -96,10 +96,14 @@ pub const MAX_TRACESTATE_MEMBERS: usize = 32;
 /// truncating would need member-level priorities we do not know.
 pub const MAX_TRACESTATE_LEN: usize = 512;
 
+/// Longest `tracestate` key and value (W3C: 256 characters each).
+pub const MAX_TRACESTATE_KEY_LEN: usize = 256;
+pub const MAX_TRACESTATE_VALUE_LEN: usize = 256;
+
 /// Validates a `tracestate` value: at most 32 members of `key=value`, keys by the W3C
-/// grammar (lowercase simple key or `tenant@system`), values of printable ASCII without
-/// `,` or `=`, no duplicate keys, at most 512 characters. Returns the value unchanged
-/// (the spec forbids reordering on pass-through) or None.
+/// Level 2 grammar, values of printable ASCII without `,` or `=`, no duplicate keys, at
+/// most 512 characters. Returns the value unchanged (the spec forbids reordering on
+/// pass-through) or None.
 pub fn validate_tracestate(value: &str) -> Option<&str> {
     if value.len() > MAX_TRACESTATE_LEN || !value.is_ascii() {
         return None;
@@ -122,23 +126,22 @@ pub fn validate_tracestate(value: &str) -> Option<&str> {
     (!keys.is_empty()).then_some(value)
 }
 
+/// W3C Trace Context Level 2: `key = ( lcalpha / DIGIT ) 0*255 ( keychar )`, where
+/// `keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"`. (Level 1's separate
+/// tenant/system limits are gone: Level 2 keys are one string.)
 fn tracestate_key_ok(key: &str) -> bool {
-    let simple = |k: &str, max: usize| {
-        let b = k.as_bytes();
-        !b.is_empty()
-            && b.len() <= max
-            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/".contains(c))
-    };
-    match key.split_once('@') {
-        None => simple(key, 256),
-        Some((tenant, system)) => simple(tenant, 241) && simple(system, 14),
-    }
+    let Some((&first, rest)) = key.as_bytes().split_first() else { return false };
+    (first.is_ascii_lowercase() || first.is_ascii_digit())
+        && rest.len() <= MAX_TRACESTATE_KEY_LEN - 1
+        && rest.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/@".contains(c))
 }
 
+/// `value = 0*255(chr) nblk-chr`: printable ASCII but `,` and `=`, not ending in a space.
 fn tracestate_value_ok(value: &str) -> bool {
     let b = value.as_bytes();
-    !b.is_empty() && b.len() <= 256 && b.iter().all(|&c| (0x20..=0x7E).contains(&c) && c != b',' && c != b'=') && b[b.len() - 1] != b' '
+    b.len() <= MAX_TRACESTATE_VALUE_LEN
+        && b.iter().all(|&c| (0x20..=0x7E).contains(&c) && c != b',' && c != b'=')
+        && b.last().is_some_and(|&c| c != b' ')
 }
 
 #[cfg(test)]
@@ -190,6 +193,21 @@ mod tests {
         assert_eq!(child.trace_id, tp.trace_id);
         assert_eq!(child.flags, tp.flags);
         assert_ne!(child.span_id, tp.span_id);
+    }
+
+    /// W3C Trace Context Level 2 keys: a lowercase letter or digit, then up to 255 of
+    /// `[a-z0-9_*/@-]`; no separate 14-character cap on a multi-tenant key's system part.
+    #[test]
+    fn tracestate_keys_follow_level_2() {
+        assert!(validate_tracestate("congo=t61,acme@vendor-system-01=2").is_some(), "system part over 14 chars");
+        assert!(validate_tracestate("1congo=t61").is_some(), "digit first");
+        assert!(validate_tracestate("1tenant@system=v").is_some());
+        let longest = format!("a{}=v", "b".repeat(255));
+        assert!(validate_tracestate(&longest).is_some(), "256-character key");
+        assert!(validate_tracestate(&format!("a{}=v", "b".repeat(256))).is_none(), "257-character key");
+        for bad in ["_a=v", "@a=v", "A=v", "a b=v", "a\u{e9}=v"] {
+            assert!(validate_tracestate(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]
