@@ -21,7 +21,7 @@ use crate::core::session::{query_param, resolve_session, Session, SessionOrigin,
 use crate::core::span::{keys, request_attributes, span_name, Attributes, Outcome, RequestFacts, Value};
 use crate::core::sse::{SseEvent, SseReader};
 use crate::core::text::is_visible_ascii;
-use crate::core::trace_context::validate_tracestate;
+use crate::core::trace_context::{validate_tracestate, TraceParent};
 use std::rc::Rc;
 
 /// What the host should do after a callback.
@@ -272,17 +272,6 @@ impl Exchange {
             if let Some(s) = &self.session {
                 host.set_property(keys::MCP_SESSION_ID, &s.id);
             }
-            // Invalid trace context in headers is dropped here, never forwarded.
-            if let Some(ts) = get(headers::TRACESTATE) {
-                if validate_tracestate(ts).is_none() {
-                    host.set_request_header(headers::TRACESTATE, None);
-                }
-            }
-            if let Some(b) = get(headers::BAGGAGE) {
-                if validate_baggage(b).is_none() {
-                    host.set_request_header(headers::BAGGAGE, None);
-                }
-            }
         } else {
             // The HCM instance resolved it; its filter state is visible here. With
             // `session_from_mcp_header` (the HCM instance's first source is
@@ -296,11 +285,14 @@ impl Exchange {
                     .map(|s| Session { id: s, origin: SessionOrigin::Remembered })
             };
         }
+        // Invalid trace context is dropped here, never forwarded: by the edge instance,
+        // and again by the one writing `_meta` (after Envoy's router injected its own).
+        let header_context = clean_trace_headers(&request_headers, host);
         if !self.does_mcp() {
             return Action::Continue;
         }
         self.started_ns = host.now_unix_nanos();
-        self.header_context = HeaderContext::from_headers(get(headers::TRACEPARENT), get(headers::TRACESTATE));
+        self.header_context = header_context;
         self.mirrored_method = get(headers::MCP_METHOD).filter(|m| is_visible_ascii(m, 128)).map(str::to_string);
         self.mirrored_name = get(headers::MCP_NAME).filter(|n| !n.is_empty() && n.len() <= 1024).map(str::to_string);
         self.protocol_version_header = get(headers::MCP_PROTOCOL_VERSION).filter(|v| is_visible_ascii(v, 64)).map(str::to_string);
@@ -845,6 +837,26 @@ impl Exchange {
     }
 }
 
+/// The request's trace context, validated by the W3C rules: one `traceparent`; the
+/// `tracestate` headers read as one list, and only beside a valid `traceparent`. What is
+/// invalid is removed from the request (a host call only then).
+fn clean_trace_headers(request_headers: &HeaderList, host: &mut impl Host) -> HeaderContext {
+    let traceparents = request_headers.count(headers::TRACEPARENT);
+    let traceparent = request_headers.get(headers::TRACEPARENT).filter(|_| traceparents == 1).and_then(TraceParent::parse);
+    if traceparents > 0 && traceparent.is_none() {
+        host.set_request_header(headers::TRACEPARENT, None);
+    }
+    let tracestate = request_headers.joined(headers::TRACESTATE);
+    let valid_state = traceparent.and(tracestate.as_deref().and_then(validate_tracestate)).map(str::to_string);
+    if tracestate.is_some() && valid_state.is_none() {
+        host.set_request_header(headers::TRACESTATE, None);
+    }
+    if request_headers.joined(headers::BAGGAGE).is_some_and(|b| validate_baggage(&b).is_none()) {
+        host.set_request_header(headers::BAGGAGE, None);
+    }
+    HeaderContext { traceparent, tracestate: valid_state }
+}
+
 /// Span name and attributes from the mirrored `Mcp-Method`/`Mcp-Name` headers alone.
 fn header_span(method: &str, name: Option<&str>) -> (String, Attributes) {
     let text = |v: &str| Value::Str(crate::core::text::bounded_printable(v, crate::core::span::MAX_ATTRIBUTE_LEN));
@@ -1096,6 +1108,37 @@ mod tests {
             let body: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
             assert!(body["params"]["_meta"]["traceparent"].is_string(), "{role}");
             assert!(host.header("content-length").is_none(), "{role}: headers have left; no length is set late");
+        }
+    }
+
+    /// W3C: `tracestate` means nothing without a valid `traceparent`, and repeated
+    /// `tracestate` headers are one list. Whatever is invalid is removed before it
+    /// travels on, by the instance at the edge and by the one that writes `_meta`.
+    #[test]
+    fn invalid_trace_headers_never_travel_on() {
+        let cases: [(&[(&str, &str)], &[&str]); 4] = [
+            (&[("traceparent", "00-zz-garbage"), ("tracestate", "a=b")], &["traceparent", "tracestate"]),
+            (&[("traceparent", TP), ("tracestate", "a=b"), ("tracestate", "BAD STATE")], &["tracestate"]),
+            (&[("traceparent", TP), ("traceparent", TP), ("tracestate", "a=b")], &["traceparent", "tracestate"]),
+            (&[("traceparent", TP), ("tracestate", "a=b"), ("tracestate", "c=d"), ("baggage", "k=v")], &[]),
+        ];
+        for role in ["standalone", "downstream", "upstream"] {
+            let conf = config(&format!(r#"{{"role":"{role}"}}"#));
+            for (headers, removed) in cases {
+                let mut host = FakeHost::post(CALL, headers);
+                request(&conf, &mut host);
+                for name in ["traceparent", "tracestate", "baggage"] {
+                    let sent = headers.iter().filter(|(k, _)| *k == name).count();
+                    let left = host.request_headers.iter().filter(|(k, _)| k == name).count();
+                    let expected = if removed.contains(&name) { 0 } else { sent };
+                    assert_eq!(left, expected, "{role} {headers:?}: {name}");
+                }
+                let body: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
+                let meta = &body["params"]["_meta"];
+                if role != "downstream" && removed.contains(&"tracestate") {
+                    assert!(meta.get("tracestate").is_none(), "{role} {headers:?}: {meta}");
+                }
+            }
         }
     }
 

@@ -80,6 +80,39 @@ impl HeaderList {
         std::str::from_utf8(self.bytes.get(vs as usize..ve as usize)?).ok()
     }
 
+    /// Every value of a header, in order (repeated headers are one list for the W3C
+    /// trace headers). Values that are not UTF-8 are skipped.
+    pub fn get_all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.entries.iter().filter_map(move |&(ns, ne, vs, ve)| {
+            (self.bytes.get(ns as usize..ne as usize) == Some(name.as_bytes()))
+                .then(|| self.bytes.get(vs as usize..ve as usize).and_then(|v| std::str::from_utf8(v).ok()))
+                .flatten()
+        })
+    }
+
+    /// How many times a header is present.
+    pub fn count(&self, name: &str) -> usize {
+        self.entries.iter().filter(|&&(ns, ne, _, _)| self.bytes.get(ns as usize..ne as usize) == Some(name.as_bytes())).count()
+    }
+
+    /// All values of a header joined with `,` (RFC 9110's combined field value), borrowed
+    /// when it is there once.
+    pub fn joined<'s>(&'s self, name: &'s str) -> Option<std::borrow::Cow<'s, str>> {
+        let mut values = self.get_all(name);
+        let first = values.next()?;
+        match values.next() {
+            None => Some(std::borrow::Cow::Borrowed(first)),
+            Some(second) => {
+                let mut all = format!("{first},{second}");
+                for more in values {
+                    all.push(',');
+                    all.push_str(more);
+                }
+                Some(std::borrow::Cow::Owned(all))
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -107,6 +140,11 @@ mod tests {
         assert_eq!(list.get("x-empty"), Some(""));
         assert_eq!(list.get("content-type"), Some("application/json"));
         assert_eq!(list.get("x-dup"), Some("1"), "the first of repeated headers");
+        assert_eq!(list.get_all("x-dup").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(list.count("x-dup"), 2);
+        assert_eq!(list.joined("x-dup").as_deref(), Some("1,2"));
+        assert_eq!(list.joined(":path").as_deref(), Some("/mcp?a=1"));
+        assert_eq!(list.joined("x-missing"), None);
         assert_eq!(list.get("x-missing"), None);
         assert!(HeaderList::from_pairs([]).is_empty());
     }
