@@ -1116,7 +1116,8 @@ mod tests {
     /// travels on, by the instance at the edge and by the one that writes `_meta`.
     #[test]
     fn invalid_trace_headers_never_travel_on() {
-        let cases: [(&[(&str, &str)], &[&str]); 4] = [
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Headers, &[&str]); 4] = [
             (&[("traceparent", "00-zz-garbage"), ("tracestate", "a=b")], &["traceparent", "tracestate"]),
             (&[("traceparent", TP), ("tracestate", "a=b"), ("tracestate", "BAD STATE")], &["tracestate"]),
             (&[("traceparent", TP), ("traceparent", TP), ("tracestate", "a=b")], &["traceparent", "tracestate"]),

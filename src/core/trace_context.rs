@@ -132,7 +132,7 @@ pub fn validate_tracestate(value: &str) -> Option<&str> {
 fn tracestate_key_ok(key: &str) -> bool {
     let Some((&first, rest)) = key.as_bytes().split_first() else { return false };
     (first.is_ascii_lowercase() || first.is_ascii_digit())
-        && rest.len() <= MAX_TRACESTATE_KEY_LEN - 1
+        && rest.len() < MAX_TRACESTATE_KEY_LEN
         && rest.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/@".contains(c))
 }
 
