@@ -19,7 +19,7 @@ use crate::core::otlp::{keep_span, root_sampled, SpanKind, SpanRecord};
 use crate::core::propagation::{plan, HeaderContext, OwnSpanContext, ParentMode};
 use crate::core::session::{query_param, resolve_session, Session, SessionOrigin, MAX_SESSION_ID_LEN};
 use crate::core::span::{keys, request_attributes, span_name, Attributes, Outcome, RequestFacts, Value};
-use crate::core::sse::{SseEvent, SseReader};
+use crate::core::sse::{SseEvent, SseReader, BYTE_ORDER_MARK};
 use crate::core::text::is_visible_ascii;
 use crate::core::trace_context::{validate_tracestate, TraceParent};
 use std::rc::Rc;
@@ -105,8 +105,11 @@ struct Operation {
 
 enum ResponseReader {
     None,
-    /// Not yet known: decided by the first byte of the body that is not whitespace.
-    Sniff,
+    /// Not yet known: decided by the first byte of the body that is not whitespace, after
+    /// a byte order mark (of which `bom` bytes were seen; it may arrive in pieces).
+    Sniff {
+        bom: usize,
+    },
     Json(JsonScanner),
     Sse(SseReader),
 }
@@ -584,7 +587,7 @@ impl Exchange {
             log::debug!("{} session expired (404)", self.log_prefix());
         }
         if !end_of_stream {
-            self.response = ResponseReader::Sniff;
+            self.response = ResponseReader::Sniff { bom: 0 };
         } else {
             self.finish_response(host);
         }
@@ -648,13 +651,22 @@ impl Exchange {
             if let Some(chunk) = host.response_body(body_size) {
                 let mut found = Vec::new();
                 let mut chunk: &[u8] = &chunk;
-                if matches!(self.response, ResponseReader::Sniff) {
+                if let ResponseReader::Sniff { bom } = &mut self.response {
                     // An event stream may start with a byte order mark, which SSE ignores;
                     // leading whitespace means nothing to either reader.
-                    chunk = chunk.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(chunk);
+                    while let (Some(&b), Some(&mark)) = (chunk.first(), BYTE_ORDER_MARK.get(*bom)) {
+                        if b != mark {
+                            break;
+                        }
+                        *bom += 1;
+                        chunk = chunk.get(1..).unwrap_or_default();
+                    }
+                    let cut_short = *bom > 0 && *bom < BYTE_ORDER_MARK.len() && !chunk.is_empty();
                     let start = chunk.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(chunk.len());
                     chunk = chunk.get(start..).unwrap_or_default();
-                    if let Some(&first) = chunk.first() {
+                    if cut_short {
+                        self.response = ResponseReader::None; // bytes that begin a mark and then stop: not a stream
+                    } else if let Some(&first) = chunk.first() {
                         self.response = sniff_reader(first, !self.operations.is_empty());
                     }
                 }
@@ -676,7 +688,7 @@ impl Exchange {
                             found.extend(event.messages);
                         }
                     }
-                    ResponseReader::None | ResponseReader::Sniff => {}
+                    ResponseReader::None | ResponseReader::Sniff { .. } => {}
                 }
                 let mut answered = false;
                 for summary in &found {
@@ -1060,6 +1072,25 @@ mod tests {
             let mut ex = request(&up, &mut host);
             respond(&mut ex, &mut host, "200", content_type, &chunks);
             assert_eq!(host.properties.get("error.type").map(String::as_str), expected, "{content_type} {chunks:?}");
+        }
+    }
+
+    /// A byte order mark may reach the filter in pieces; the stream is still read.
+    #[test]
+    fn a_byte_order_mark_split_across_chunks_does_not_hide_the_answer() {
+        let up = config(r#"{"role":"upstream"}"#);
+        let sse: &[u8] = b"\xEF\xBB\xBFevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"isError\":true}}\n\n";
+        let splits: Vec<Vec<&[u8]>> = vec![
+            vec![&sse[..1], &sse[1..]],
+            vec![&sse[..2], &sse[2..]],
+            vec![&sse[..3], &sse[3..]],
+            vec![&sse[..1], &sse[1..2], &sse[2..]],
+        ];
+        for chunks in splits {
+            let mut host = FakeHost::post(CALL, &[]);
+            let mut ex = request(&up, &mut host);
+            respond(&mut ex, &mut host, "200", "text/event-stream", &chunks);
+            assert_eq!(host.properties.get("error.type").map(String::as_str), Some("tool_error"), "{chunks:?}");
         }
     }
 

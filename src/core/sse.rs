@@ -44,12 +44,17 @@ enum Line {
     Value(Field),
 }
 
+/// The UTF-8 byte order mark, which may open a stream and is not part of it.
+pub const BYTE_ORDER_MARK: &[u8; 3] = b"\xEF\xBB\xBF";
+
 const MAX_FIELD_NAME: usize = 16;
 const MAX_EVENT_TYPE: usize = 64;
 const MAX_ENDPOINT: usize = 512;
 
 #[derive(Debug, Clone)]
 pub struct SseReader {
+    /// Bytes of a leading byte order mark seen so far; `None` once the stream started.
+    bom_seen: Option<usize>,
     line: Line,
     /// The previous chunk ended in CR: a leading LF belongs to that line end.
     after_cr: bool,
@@ -72,6 +77,7 @@ impl Default for SseReader {
 impl SseReader {
     pub fn new() -> Self {
         SseReader {
+            bom_seen: Some(0),
             line: Line::Start,
             after_cr: false,
             name: Vec::new(),
@@ -86,7 +92,7 @@ impl SseReader {
 
     /// Reads `chunk`, appending each event it completes to `events`.
     pub fn feed(&mut self, chunk: &[u8], events: &mut Vec<SseEvent>) {
-        let mut i = 0;
+        let mut i = self.skip_byte_order_mark(chunk);
         if self.after_cr {
             self.after_cr = false;
             if chunk.first() == Some(&b'\n') {
@@ -145,6 +151,27 @@ impl SseReader {
         }
     }
 
+    /// How many bytes at the start of `chunk` continue a leading byte order mark. A mark
+    /// cut short is not one: its bytes spoil the first field name, as the U+FFFD a
+    /// decoder would make of them does.
+    fn skip_byte_order_mark(&mut self, chunk: &[u8]) -> usize {
+        let Some(seen) = self.bom_seen else { return 0 };
+        let matched = chunk.iter().zip(BYTE_ORDER_MARK.iter().skip(seen)).take_while(|(a, b)| a == b).count();
+        let seen = seen + matched;
+        if seen == BYTE_ORDER_MARK.len() || (matched < chunk.len() && seen > 0) {
+            self.bom_seen = None;
+            if seen < BYTE_ORDER_MARK.len() {
+                self.name.push(0);
+                self.line = Line::Name;
+            }
+        } else if matched == chunk.len() {
+            self.bom_seen = Some(seen);
+        } else {
+            self.bom_seen = None;
+        }
+        matched
+    }
+
     fn field(&self) -> Field {
         match self.name.as_slice() {
             b"data" => Field::Data,
@@ -201,9 +228,10 @@ impl SseReader {
     }
 
     fn dispatch(&mut self, events: &mut Vec<SseEvent>) {
-        let had_fields = self.data_lines > 0 || !self.event_type.is_empty();
-        if !had_fields {
-            return; // consecutive blank lines, or an event of only id/retry/comments
+        if self.data_lines == 0 {
+            // WHATWG: no data, no event (blank lines, or only event/id/retry/comments).
+            self.event_type.clear();
+            return;
         }
         let empty = self.data_bytes == 0;
         let is_endpoint = self.event_type == b"endpoint";
@@ -292,6 +320,27 @@ event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\r\ndata: \"result\":{\"co
         assert!(events[0].unreadable);
         assert!(events[0].messages.is_empty());
         assert_eq!(events[0].endpoint, None);
+    }
+
+    /// WHATWG: an event whose data buffer is empty is not dispatched (an `event:` or
+    /// `id:` block without `data:`); an empty `data:` line does make an event.
+    #[test]
+    fn events_without_data_are_not_dispatched() {
+        assert!(assert_split_invariant(b"event: ping\n\nid: 7\n\nevent: a\nid: 8\nretry: 5\n\n").is_empty());
+        let events = assert_split_invariant(b"event: ping\n\ndata:\n\n");
+        assert_eq!(events.len(), 1);
+        assert!(events[0].empty);
+        assert_eq!(events[0].event_type, None, "the type of the undispatched block does not leak into the next");
+    }
+
+    /// A byte order mark opens the stream and is not part of the first field name,
+    /// however the chunks cut it.
+    #[test]
+    fn a_leading_byte_order_mark_is_skipped() {
+        let events = assert_split_invariant(b"\xEF\xBB\xBFdata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].messages.len(), 1);
+        assert!(read_all(&[b"data: 1\n\n\xEF\xBB\xBFdata: 2\n\n"]).len() == 1, "only at the start of the stream");
     }
 
     #[test]
