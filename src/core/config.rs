@@ -120,6 +120,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 512 * 1024;
 /// Above this a request body is not worth holding in the VM: Envoy's buffers would have
 /// refused it long before, and the filter must not be the reason for a 413.
 pub const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Longest a learned session is remembered. Bounded so an expiry time cannot overflow.
+pub const MAX_SESSION_TTL_SECONDS: u64 = 30 * 24 * 3600;
 pub const DEFAULT_REQUEST_ID_KEY: &str = "io.github.mcp-trace/request-id";
 pub const DEFAULT_SESSION_ID_KEY: &str = "io.github.mcp-trace/session-id";
 
@@ -269,6 +271,9 @@ impl Config {
         }
         let request_id_key = raw.meta.request_id_key.map(|k| meta_key("meta.request_id_key", k)).transpose()?;
         let session_id_key = raw.meta.session_id_key.map(|k| meta_key("meta.session_id_key", k)).transpose()?;
+        if session_id_key.is_some() && session_id_key == request_id_key {
+            return Err(err("meta.session_id_key", "must differ from meta.request_id_key (one _meta key cannot hold both ids)"));
+        }
         let own = raw.own_spans;
         if own.enabled && own.cluster.is_empty() {
             return Err(err("own_spans.cluster", "must name the Envoy cluster of the OTLP/HTTP collector"));
@@ -297,8 +302,11 @@ impl Config {
         if raw.sessions.max_entries > 1_000_000 {
             return Err(err("sessions.max_entries", format!("must be at most 1000000, got {}", raw.sessions.max_entries)));
         }
-        if raw.sessions.ttl_seconds == 0 {
-            return Err(err("sessions.ttl_seconds", "must be greater than 0"));
+        if raw.sessions.ttl_seconds == 0 || raw.sessions.ttl_seconds > MAX_SESSION_TTL_SECONDS {
+            return Err(err(
+                "sessions.ttl_seconds",
+                format!("must be between 1 and {MAX_SESSION_TTL_SECONDS} (30 days), got {}", raw.sessions.ttl_seconds),
+            ));
         }
         if raw.tool_metrics.len() > 100 {
             return Err(err("tool_metrics", format!("at most 100 tools may get their own counters, got {}", raw.tool_metrics.len())));
@@ -489,6 +497,17 @@ mod tests {
         assert!(refused("[1,2]").contains("invalid"), "{}", refused("[1,2]"));
         assert!(refused("null").contains("invalid type"));
         assert!(refused("{").contains("EOF"));
+    }
+
+    /// Rules between fields, and bounds whose overflow would misbehave later.
+    #[test]
+    fn cross_field_rules_and_bounds_are_checked_at_load() {
+        assert!(refused(r#"{"meta":{"request_id_key":"io.x/id","session_id_key":"io.x/id"}}"#)
+            .contains("field `meta.session_id_key`: must differ from meta.request_id_key"));
+        assert!(
+            refused(r#"{"sessions":{"ttl_seconds":18446744073709551615}}"#).contains("field `sessions.ttl_seconds`: must be between 1 and")
+        );
+        assert!(Config::parse(br#"{"sessions":{"ttl_seconds":2592000}}"#).is_ok(), "30 days");
     }
 
     #[test]
