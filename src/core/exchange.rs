@@ -11,7 +11,7 @@ use crate::core::headers::{self, HeaderList};
 use crate::core::ids::random_unit;
 use crate::core::ids::{resolve_request_id, RequestIdSource};
 use crate::core::json_scan::{JsonScanner, MessageSummary};
-use crate::core::jsonrpc::{parse_body, Body, Message, MessageKind, Rejection};
+use crate::core::jsonrpc::{parse_body, Body, Message, MessageKind, Rejection, RequestId};
 use crate::core::log_context;
 use crate::core::meta_splice::{splice_head, MetaWrite};
 use crate::core::metrics::{method_index, Counter, ErrorClass, PassReason};
@@ -95,7 +95,7 @@ enum Phase {
 #[derive(Debug, Clone)]
 struct Operation {
     method: Option<String>,
-    id: Option<String>,
+    id: Option<RequestId<'static>>,
     name: String,
     attributes: Attributes,
     own_span: Option<OwnSpanContext>,
@@ -471,7 +471,7 @@ impl Exchange {
             };
             let mut op = Operation {
                 method: message.method.as_deref().map(str::to_string),
-                id: message.id.as_deref().map(str::to_string),
+                id: message.id.as_ref().map(RequestId::to_owned_id),
                 name: span_name(message, self.config.record_resource_uri),
                 attributes: request_attributes(message, &facts),
                 own_span: None,
@@ -532,7 +532,12 @@ impl Exchange {
         }
         let method = message.method.as_deref().unwrap_or("response");
         let target = message.target.as_deref().map(|t| format!(" {}", crate::core::text::bounded_printable(t, 128))).unwrap_or_default();
-        let id = message.id.as_deref().map(|i| format!(" id={}", crate::core::text::bounded_printable(i, 64))).unwrap_or_default();
+        let id = message
+            .id
+            .as_ref()
+            .map(|i| i.as_str())
+            .map(|i| format!(" id={}", crate::core::text::bounded_printable(i, 64)))
+            .unwrap_or_default();
         if message.method.as_deref() == Some("tools/call") && self.config.log_argument_keys {
             log::debug!(
                 "{} {method}{target}{id} argument_keys={}",
@@ -722,8 +727,13 @@ impl Exchange {
         if !summary.is_response() {
             return false;
         }
-        let index =
-            self.operations.iter().position(|op| op.id.is_some() && op.id == summary.id).or((self.operations.len() == 1).then_some(0));
+        // The first request with this id still waiting for its answer (a batch may repeat
+        // an id); a lone request takes a lone answer whatever its id.
+        let index = self.operations.iter().position(|op| op.outcome.is_none() && op.id.is_some() && op.id == summary.id).or((self
+            .operations
+            .len()
+            == 1)
+            .then_some(0));
         let Some(op) = index.and_then(|i| self.operations.get_mut(i)) else { return false };
         if op.outcome.is_some() {
             return false;
@@ -1073,6 +1083,32 @@ mod tests {
             respond(&mut ex, &mut host, "200", content_type, &chunks);
             assert_eq!(host.properties.get("error.type").map(String::as_str), expected, "{content_type} {chunks:?}");
         }
+    }
+
+    /// JSON-RPC ids are typed: `1` and `"1"` are different requests. A repeated id is
+    /// answered in order, each answer to the next request still waiting for one.
+    #[test]
+    fn batch_answers_match_requests_by_typed_id() {
+        let up = config(r#"{"role":"upstream","own_spans":{"enabled":true}}"#);
+        let outcome = |host: &FakeHost, name: &str| host.spans.iter().find(|s| s.name == name).map(|s| s.error.clone());
+        let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":"1","method":"ping"}]"#;
+        let mut host = FakeHost::post(batch, &[("traceparent", TP)]);
+        let mut ex = request(&up, &mut host);
+        let answer: &[u8] =
+            br#"[{"jsonrpc":"2.0","id":"1","error":{"code":-32601,"message":"no ping"}},{"jsonrpc":"2.0","id":1,"result":{}}]"#;
+        respond(&mut ex, &mut host, "200", "application/json", &[answer]);
+        assert_eq!(outcome(&host, "tools/list"), Some(None), "`1` was answered with a result");
+        assert_eq!(outcome(&host, "ping"), Some(Some("no ping".into())), "`\"1\"` with the error");
+        assert!(!host.properties.contains_key("error.type"), "Envoy's span is the first request's");
+
+        let batch = r#"[{"jsonrpc":"2.0","id":5,"method":"tools/list"},{"jsonrpc":"2.0","id":5,"method":"prompts/list"}]"#;
+        let mut host = FakeHost::post(batch, &[("traceparent", TP)]);
+        let mut ex = request(&up, &mut host);
+        let answer: &[u8] = br#"[{"jsonrpc":"2.0","id":5,"result":{}},{"jsonrpc":"2.0","id":5,"error":{"code":-32000,"message":"x"}}]"#;
+        respond(&mut ex, &mut host, "200", "application/json", &[answer]);
+        assert_eq!(outcome(&host, "tools/list"), Some(None));
+        assert_eq!(outcome(&host, "prompts/list"), Some(Some("x".into())), "the second answer is not dropped");
+        assert_eq!(host.count(Counter::Error(ErrorClass::JsonRpc)), 1);
     }
 
     /// A byte order mark may reach the filter in pieces; the stream is still read.

@@ -8,6 +8,8 @@
 //! keys well enough to find those members in well-formed JSON, and gives up cleanly
 //! (reporting what it has) on input it cannot follow.
 
+use crate::core::jsonrpc::RequestId;
+
 /// Longest value we keep for a captured member; longer values are cut.
 pub const MAX_CAPTURE: usize = 256;
 /// Deeper nesting than this is followed by counting only (no key tracking needed there).
@@ -18,8 +20,8 @@ const MAX_DEPTH: usize = 4096;
 /// What a response message says, as far as a span is concerned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageSummary {
-    /// `id` as text (a string's value, or a number's literal).
-    pub id: Option<String>,
+    /// `id`, typed (a string's value, or a number's literal).
+    pub id: Option<RequestId<'static>>,
     pub method: Option<String>,
     pub has_result: bool,
     pub has_error: bool,
@@ -365,7 +367,13 @@ impl JsonScanner {
         let raw = std::mem::take(&mut self.capture);
         let text = if self.capture_is_string { unescape(&raw) } else { String::from_utf8_lossy(&raw).into_owned() };
         match self.current_slot() {
-            Slot::Id => self.current.id = (text != "null").then_some(text),
+            Slot::Id => {
+                self.current.id = match (self.capture_is_string, text.as_str()) {
+                    (true, _) => Some(RequestId::Text(text.into())),
+                    (false, "null") => None,
+                    (false, _) => Some(RequestId::Number(text.into())),
+                }
+            }
             Slot::Method if self.capture_is_string => self.current.method = Some(text),
             Slot::ErrorCode => self.current.error_code = Some(text),
             Slot::ErrorMessage if self.capture_is_string => self.current.error_message = Some(text),
@@ -426,10 +434,23 @@ mod tests {
         let input = br#"{"jsonrpc":"2.0","id":3,"error":{"code":-32601,"message":"Method not found: \"x\"","data":{"code":1}}}"#;
         let out = assert_split_invariant(input);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].id.as_deref(), Some("3"));
+        assert_eq!(out[0].id.as_ref().map(RequestId::as_str), Some("3"));
         assert_eq!(out[0].error_code.as_deref(), Some("-32601"));
         assert_eq!(out[0].error_message.as_deref(), Some("Method not found: \"x\""));
         assert!(out[0].is_response());
+    }
+
+    #[test]
+    fn ids_keep_their_type() {
+        let ids: Vec<_> =
+            assert_split_invariant(br#"[{"id":1,"result":{}},{"id":"1","result":{}},{"id":"null","result":{}},{"id":null,"result":{}}]"#)
+                .into_iter()
+                .map(|m| m.id)
+                .collect();
+        assert_eq!(
+            ids,
+            [Some(RequestId::Number("1".into())), Some(RequestId::Text("1".into())), Some(RequestId::Text("null".into())), None]
+        );
     }
 
     #[test]
@@ -437,7 +458,7 @@ mod tests {
         let input = br#"{"jsonrpc":"2.0","id":"a","result":{"content":[{"type":"text","text":"{\"isError\":false}","isError":false}],"isError":true}}"#;
         let out = assert_split_invariant(input);
         assert_eq!(out[0].is_error, Some(true));
-        assert_eq!(out[0].id.as_deref(), Some("a"));
+        assert_eq!(out[0].id.as_ref().map(RequestId::as_str), Some("a"));
         assert_eq!(out[0].error_code, None);
         let nested_only = br#"{"jsonrpc":"2.0","id":1,"result":{"structuredContent":{"isError":true}}}"#;
         assert_eq!(assert_split_invariant(nested_only)[0].is_error, None);

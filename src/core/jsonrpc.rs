@@ -34,14 +34,38 @@ pub enum Rejection {
 /// Most tool-argument key names we log for one `tools/call` (names only, never values).
 pub const MAX_ARGUMENT_KEYS: usize = 32;
 
+/// A JSON-RPC id. Ids are typed: `1` and `"1"` name different requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestId<'a> {
+    /// A number, as its literal text.
+    Number(Cow<'a, str>),
+    /// A string, as its value.
+    Text(Cow<'a, str>),
+}
+
+impl RequestId<'_> {
+    /// The text `jsonrpc.request.id` reports.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RequestId::Number(t) | RequestId::Text(t) => t,
+        }
+    }
+
+    pub fn to_owned_id(&self) -> RequestId<'static> {
+        match self {
+            RequestId::Number(t) => RequestId::Number(Cow::Owned(t.to_string())),
+            RequestId::Text(t) => RequestId::Text(Cow::Owned(t.to_string())),
+        }
+    }
+}
+
 /// One recognised JSON-RPC message, borrowing from the body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message<'a> {
     pub kind: MessageKind,
     pub method: Option<Cow<'a, str>>,
-    /// The id as it should appear in `jsonrpc.request.id`: a string's value, or a
-    /// number's literal text. None when absent or null.
-    pub id: Option<Cow<'a, str>>,
+    /// None when absent or null.
+    pub id: Option<RequestId<'a>>,
     /// `jsonrpc` when it is not "2.0" (the convention reports it only then).
     pub jsonrpc_version: Cow<'a, str>,
     /// `params.name` (tools/call, prompts/get) or `params.uri` (resources/*).
@@ -251,9 +275,9 @@ fn message<'a>(body: &'a [u8], object_open: usize, wire: WireMessage<'a>) -> Opt
         Some(raw) => {
             let text = raw.get();
             if text.starts_with('"') {
-                Some(json_str(raw)?)
+                Some(RequestId::Text(json_str(raw)?))
             } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-                Some(Cow::Borrowed(text))
+                Some(RequestId::Number(Cow::Borrowed(text)))
             } else {
                 return None; // ids are strings or numbers
             }
@@ -570,17 +594,20 @@ mod tests {
     #[test]
     fn classifies_requests_notifications_and_responses() {
         let m = single(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
-        assert_eq!((m.kind, m.method.as_deref(), m.id.as_deref()), (MessageKind::Request, Some("tools/list"), Some("1")));
+        assert_eq!(
+            (m.kind, m.method.as_deref(), m.id.as_ref().map(RequestId::as_str)),
+            (MessageKind::Request, Some("tools/list"), Some("1"))
+        );
         let m = single(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
         assert_eq!((m.kind, m.id), (MessageKind::Notification, None));
         let m = single(r#"{"jsonrpc":"2.0","id":"abc","result":{}}"#);
-        assert_eq!((m.kind, m.id.as_deref()), (MessageKind::Response, Some("abc")));
+        assert_eq!((m.kind, m.id.as_ref().map(RequestId::as_str)), (MessageKind::Response, Some("abc")));
         let m = single(r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"x"}}"#);
         assert_eq!(m.kind, MessageKind::Response);
         let m = single(r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#);
         assert_eq!((m.kind, m.id), (MessageKind::Notification, None), "null id is reported as absent");
         let m = single(r#"{"jsonrpc":"2.0","id":-1.5e3,"method":"ping"}"#);
-        assert_eq!(m.id.as_deref(), Some("-1.5e3"));
+        assert_eq!(m.id.as_ref().map(RequestId::as_str), Some("-1.5e3"));
     }
 
     #[test]

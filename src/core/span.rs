@@ -106,7 +106,7 @@ pub fn request_attributes(message: &Message, facts: &RequestFacts) -> Attributes
             _ => {}
         }
     }
-    if let Some(id) = message.id.as_deref() {
+    if let Some(id) = message.id.as_ref().map(|id| id.as_str()) {
         attrs.push((keys::JSONRPC_REQUEST_ID, text(id)));
     }
     if message.jsonrpc_version != "2.0" {

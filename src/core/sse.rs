@@ -292,7 +292,7 @@ event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\r\ndata: \"result\":{\"co
         assert!(events[1].messages[0].is_notification());
         assert_eq!(events[1].event_type.as_deref(), Some("message"));
         let response = &events[2].messages[0];
-        assert_eq!(response.id.as_deref(), Some("2"));
+        assert_eq!(response.id, Some(crate::core::jsonrpc::RequestId::Number("2".into())));
         assert_eq!(response.is_error, Some(true));
         assert!(!events[2].unreadable);
     }
@@ -359,6 +359,6 @@ event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\r\ndata: \"result\":{\"co
             r.feed(chunk, &mut events);
         }
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].messages[0].id.as_deref(), Some("9"));
+        assert_eq!(events[0].messages[0].id.as_ref().map(|id| id.as_str()), Some("9"));
     }
 }
