@@ -229,8 +229,15 @@ impl Exchange {
             .iter()
             .any(|p| path_only == p || path_only.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('/')));
 
+        // A POST is MCP when it carries JSON and a sign of MCP: the endpoint path, the
+        // `Accept` every MCP client must send, or an MCP header.
+        let mcp_signal = || {
+            on_endpoint
+                || accepts_json_and_event_stream(get(headers::ACCEPT))
+                || [headers::MCP_PROTOCOL_VERSION, headers::MCP_SESSION_ID, headers::MCP_METHOD].iter().any(|h| get(h).is_some())
+        };
         self.transport = match method {
-            "POST" if is_json(get(headers::CONTENT_TYPE)) => Some(Transport::Post),
+            "POST" if is_json(get(headers::CONTENT_TYPE)) && mcp_signal() => Some(Transport::Post),
             "GET" if on_endpoint && accepts_event_stream(get(headers::ACCEPT)) => Some(Transport::Stream),
             "DELETE" if on_endpoint => Some(Transport::SessionEnd),
             _ => None,
@@ -255,6 +262,14 @@ impl Exchange {
             }
             return Action::Continue;
         };
+        // A coded body (gzip…) is neither read nor rewritten: pass it on as it is.
+        if transport == Transport::Post && get(headers::CONTENT_ENCODING).is_some_and(|c| !c.trim().eq_ignore_ascii_case("identity")) {
+            if self.does_mcp() {
+                host.increment(Counter::Passthrough(PassReason::Encoded));
+            }
+            self.transport = None;
+            return Action::Continue;
+        }
 
         // A valid `Mcp-Session-Id`: what the server assigned, as the client carries it.
         let mcp_session_id = get(headers::MCP_SESSION_ID).filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN));
@@ -913,6 +928,15 @@ fn accepts_event_stream(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| a.to_ascii_lowercase().contains("text/event-stream"))
 }
 
+/// `Accept` names both `application/json` and `text/event-stream`, as Streamable HTTP
+/// requires of every client POST.
+fn accepts_json_and_event_stream(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        let a = a.to_ascii_lowercase();
+        a.contains("application/json") && a.contains("text/event-stream")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     //! The whole per-request state machine against a recording host: what Envoy would
@@ -1083,6 +1107,55 @@ mod tests {
             respond(&mut ex, &mut host, "200", content_type, &chunks);
             assert_eq!(host.properties.get("error.type").map(String::as_str), expected, "{content_type} {chunks:?}");
         }
+    }
+
+    /// A POST is MCP only with an MCP signal: a configured endpoint path, an `Accept`
+    /// naming both JSON and SSE (as MCP clients must), or an MCP header. Other JSON-RPC
+    /// (e.g. an Ethereum node's) passes untouched and counted.
+    #[test]
+    fn a_post_needs_an_mcp_signal() {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}"#;
+        let conf = config("{}");
+        let at = |path: &str, headers: &[(&str, &str)]| {
+            let mut host = FakeHost::post(body, headers);
+            host.request_headers[1].1 = path.to_string();
+            request(&conf, &mut host);
+            host
+        };
+        let plain = at("/api/rpc", &[("accept", "application/json")]);
+        assert_eq!(plain.request_body, body.as_bytes(), "not touched");
+        assert!(plain.properties.is_empty(), "no session, no span tags");
+        assert_eq!(plain.count(Counter::Passthrough(PassReason::NotMcp)), 1);
+        assert!(plain.header("x-request-id").is_some(), "every request still gets an id");
+        for signal in [
+            &[("accept", "application/json, text/event-stream")][..],
+            &[("accept", "text/event-stream;q=0.9, application/json")],
+            &[("mcp-protocol-version", "2025-11-25")],
+            &[("mcp-session-id", "s-1")],
+            &[("mcp-method", "eth_blockNumber")],
+        ] {
+            let host = at("/api/rpc", signal);
+            assert_ne!(host.request_body, body.as_bytes(), "{signal:?}: MCP, _meta written");
+        }
+        assert_ne!(at("/mcp", &[]).request_body, body.as_bytes(), "a configured endpoint path");
+        assert_ne!(at("/mcp/", &[]).request_body, body.as_bytes());
+        assert_eq!(at("/mcpx", &[]).request_body, body.as_bytes());
+    }
+
+    /// A body in any coding but identity is never parsed or rewritten.
+    #[test]
+    fn encoded_bodies_pass_untouched() {
+        let conf = config("{}");
+        for coding in ["gzip", "br", "deflate, gzip"] {
+            let mut host = FakeHost::post(CALL, &[("content-encoding", coding)]);
+            request(&conf, &mut host);
+            assert_eq!(host.request_body, CALL.as_bytes(), "{coding}");
+            assert!(!host.properties.contains_key("mcp.method.name"), "{coding}");
+            assert_eq!(host.count(Counter::Passthrough(PassReason::Encoded)), 1, "{coding}");
+        }
+        let mut host = FakeHost::post(CALL, &[("content-encoding", "identity")]);
+        request(&conf, &mut host);
+        assert_ne!(host.request_body, CALL.as_bytes(), "identity is no coding");
     }
 
     /// JSON-RPC ids are typed: `1` and `"1"` are different requests. A repeated id is

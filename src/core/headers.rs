@@ -12,6 +12,7 @@ pub const MCP_NAME: &str = "mcp-name";
 
 pub const CONTENT_TYPE: &str = "content-type";
 pub const CONTENT_LENGTH: &str = "content-length";
+pub const CONTENT_ENCODING: &str = "content-encoding";
 pub const AUTHORIZATION: &str = "authorization";
 pub const ACCEPT: &str = "accept";
 

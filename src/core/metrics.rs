@@ -35,6 +35,8 @@ pub enum PassReason {
     Malformed,
     /// Body larger than `max_body_bytes`.
     OverLimit,
+    /// Body in a content coding (gzip, br…): never parsed or rewritten.
+    Encoded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,6 +97,7 @@ pub fn counter_name(counter: Counter) -> String {
         Counter::Passthrough(PassReason::NotJsonRpc) => "mcp_trace.passthrough.not_jsonrpc".into(),
         Counter::Passthrough(PassReason::Malformed) => "mcp_trace.passthrough.malformed".into(),
         Counter::Passthrough(PassReason::OverLimit) => "mcp_trace.passthrough.over_limit".into(),
+        Counter::Passthrough(PassReason::Encoded) => "mcp_trace.passthrough.encoded".into(),
         Counter::SpansDropped => "mcp_trace.own_spans.dropped".into(),
         Counter::SpansExported => "mcp_trace.own_spans.exported".into(),
         Counter::ExportFailures => "mcp_trace.own_spans.export_failures".into(),
@@ -115,6 +118,7 @@ pub fn all_counters() -> Vec<Counter> {
         Counter::Passthrough(PassReason::NotJsonRpc),
         Counter::Passthrough(PassReason::Malformed),
         Counter::Passthrough(PassReason::OverLimit),
+        Counter::Passthrough(PassReason::Encoded),
         Counter::SpansDropped,
         Counter::SpansExported,
         Counter::ExportFailures,
