@@ -380,9 +380,16 @@ impl Exchange {
                 if !end_of_stream {
                     return Action::Pause;
                 }
-                let Some(body) = host.request_body(body_size) else {
-                    self.give_up_body(host);
-                    return Action::Continue;
+                // Envoy hands out no buffer for a zero-length read: an empty body.
+                let body = match body_size {
+                    0 => Vec::new(),
+                    _ => match host.request_body(body_size) {
+                        Some(body) => body,
+                        None => {
+                            self.give_up_body(host);
+                            return Action::Continue;
+                        }
+                    },
                 };
                 self.phase = Phase::Idle;
                 self.read_request(&body, host);
@@ -1002,7 +1009,8 @@ mod tests {
         }
         fn request_body(&self, size: usize) -> Option<Vec<u8>> {
             self.calls.set(self.calls.get() + 1);
-            Some(self.request_body[..size.min(self.request_body.len())].to_vec())
+            // As Envoy: a zero-length read returns no buffer at all.
+            (size > 0).then(|| self.request_body[..size.min(self.request_body.len())].to_vec())
         }
         fn replace_request_body_head(&mut self, replaced: usize, head: &[u8]) {
             self.calls.set(self.calls.get() + 1);
@@ -1156,6 +1164,22 @@ mod tests {
         let mut host = FakeHost::post(CALL, &[("content-encoding", "identity")]);
         request(&conf, &mut host);
         assert_ne!(host.request_body, CALL.as_bytes(), "identity is no coding");
+    }
+
+    /// An HTTP/2 POST whose only DATA frame is empty and ends the stream: Envoy gives a
+    /// zero-length body and no buffer to read. It is an empty body, not an oversized one.
+    #[test]
+    fn an_empty_body_is_malformed_not_over_the_limit() {
+        for role in ["standalone", "upstream"] {
+            let conf = config(&format!(r#"{{"role":"{role}"}}"#));
+            let mut host = FakeHost::post("", &[]);
+            host.set_request_header("content-length", None);
+            let mut ex = Exchange::new(conf);
+            ex.on_request_headers(false, &mut host);
+            assert_eq!(ex.on_request_body(0, true, &mut host), Action::Continue);
+            assert_eq!(host.count(Counter::Passthrough(PassReason::OverLimit)), 0, "{role}");
+            assert_eq!(host.count(Counter::Passthrough(PassReason::Malformed)), 1, "{role}");
+        }
     }
 
     /// JSON-RPC ids are typed: `1` and `"1"` are different requests. A repeated id is
