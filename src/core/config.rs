@@ -4,6 +4,7 @@
 //! Anything wrong is refused at load with one message naming the field and the problem;
 //! Envoy then refuses the filter instead of running it half-configured.
 
+use crate::core::session_store::SessionStore;
 use serde::Deserialize;
 use std::fmt;
 
@@ -62,12 +63,6 @@ pub struct OwnSpansConfig {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct SessionCacheConfig {
-    pub max_entries: usize,
-    pub ttl_seconds: u64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub role: Role,
     pub max_body_bytes: usize,
@@ -91,7 +86,7 @@ pub struct Config {
     pub record_resource_uri: bool,
     pub log_argument_keys: bool,
     pub own_spans: OwnSpansConfig,
-    pub sessions: SessionCacheConfig,
+    pub sessions: SessionStore,
     pub tool_metrics: Vec<String>,
 }
 
@@ -344,7 +339,7 @@ impl Config {
                 timeout_ms: own.timeout_ms,
                 root_sample_ratio: own.root_sample_ratio,
             },
-            sessions: SessionCacheConfig { max_entries: raw.sessions.max_entries, ttl_seconds: raw.sessions.ttl_seconds },
+            sessions: SessionStore { max_entries: raw.sessions.max_entries, ttl_seconds: raw.sessions.ttl_seconds },
             tool_metrics: raw.tool_metrics,
         })
     }

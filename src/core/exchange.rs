@@ -18,6 +18,7 @@ use crate::core::metrics::{method_index, Counter, ErrorClass, PassReason};
 use crate::core::otlp::{keep_span, root_sampled, SpanKind, SpanRecord};
 use crate::core::propagation::{plan, HeaderContext, OwnSpanContext, ParentMode};
 use crate::core::session::{query_param, resolve_session, Session, SessionOrigin, MAX_SESSION_ID_LEN};
+use crate::core::session_store::SharedData;
 use crate::core::span::{keys, request_attributes, span_name, Attributes, Outcome, RequestFacts, Value};
 use crate::core::sse::{SseEvent, SseReader, BYTE_ORDER_MARK};
 use crate::core::text::is_visible_ascii;
@@ -34,7 +35,7 @@ pub enum Action {
 
 /// Everything the exchange needs from the proxy. Implemented by the proxy-wasm layer
 /// over Envoy's ABI, and by a recording fake in tests.
-pub trait Host {
+pub trait Host: SharedData {
     /// `HTTP/1.1`, `HTTP/2`… of the downstream request.
     fn request_protocol(&self) -> Option<String>;
     /// All request headers (one host call); names are lowercase.
@@ -62,10 +63,6 @@ pub trait Host {
     fn now_unix_nanos(&self) -> u64;
     /// Queues a finished own span for batched export.
     fn emit_span(&mut self, span: SpanRecord);
-    /// Bounded, expiring memory of sessions across requests (shared data).
-    fn recall_session(&self, key: &str) -> Option<String>;
-    fn remember_session(&mut self, key: &str, session_id: &str);
-    fn forget_session(&mut self, key: &str);
 }
 
 /// What kind of MCP transport operation this request is.
@@ -279,16 +276,22 @@ impl Exchange {
             if let Some(known) = self.session.as_ref().filter(|s| s.origin != SessionOrigin::Header || !self.carried_session_header) {
                 // A non-MCP source (query, bearer hash, X-Session-ID…) may already be
                 // tied to a server-assigned session from an earlier initialize.
-                if let Some(server_id) = host.recall_session(&known.id) {
-                    self.session = Some(Session { id: server_id, origin: SessionOrigin::Remembered });
+                if let Some(server_id) = self.config.sessions.recall(host, now_secs(host), &known.id) {
+                    let client_key = Some(known.id.clone());
+                    self.session = Some(Session { id: server_id, origin: SessionOrigin::Remembered, client_key });
                 }
             }
             if self.session.is_none() && self.config.generate_session_id {
                 self.session = resolve_session(&[], |_| None, "", true);
             }
-            // Published in the header phase: the upstream instance reads it in its own.
+            // Published in the header phase: the upstream instance reads it in its own,
+            // and the client-side id of a recalled session in case this is a new
+            // `initialize` (rare: a recalled session on the paired layout).
             if let Some(s) = &self.session {
                 host.set_property(keys::MCP_SESSION_ID, &s.id);
+                if let Some(key) = s.client_key.as_deref().filter(|_| !self.does_mcp()) {
+                    host.set_property(keys::SESSION_CLIENT_KEY, key);
+                }
             }
         } else {
             // The HCM instance resolved it; its filter state is visible here. With
@@ -296,11 +299,11 @@ impl Exchange {
             // `Mcp-Session-Id`, whose value it never remaps) a valid header is its answer:
             // read here, it saves a filter-state read, a host call.
             self.session = if let Some(id) = mcp_session_id.filter(|_| self.config.session_from_mcp_header) {
-                Some(Session { id: id.to_string(), origin: SessionOrigin::Header })
+                Some(Session::new(id.to_string(), SessionOrigin::Header))
             } else {
                 host.property(keys::MCP_SESSION_ID)
                     .filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN + 32))
-                    .map(|s| Session { id: s, origin: SessionOrigin::Remembered })
+                    .map(|s| Session::new(s, SessionOrigin::Edge))
             };
         }
         // Invalid trace context is dropped here, never forwarded: by the edge instance,
@@ -359,7 +362,7 @@ impl Exchange {
                 }
                 if transport == Transport::SessionEnd {
                     if let Some(s) = &self.session {
-                        host.forget_session(&s.id);
+                        self.config.sessions.forget(host, now_secs(host), &s.id);
                     }
                 }
                 if self.does_mcp() {
@@ -474,6 +477,9 @@ impl Exchange {
         };
         self.batch = matches!(parsed, Body::Batch(_));
         let messages = parsed.messages();
+        if messages.iter().any(|m| m.method.as_deref() == Some("initialize")) {
+            self.restart_recalled_session(host);
+        }
         let mode = match (self.own_spans(), self.config.role) {
             (true, _) => ParentMode::OwnSpan,
             (false, Role::Upstream) => ParentMode::EnvoySpan,
@@ -548,6 +554,22 @@ impl Exchange {
         }
     }
 
+    /// An `initialize` starts a new session: it does not continue the one its client-side
+    /// id was remembered for. The request is the client-side id's again, until the server
+    /// assigns the new session (which that id will then lead to).
+    fn restart_recalled_session(&mut self, host: &mut impl Host) {
+        let key = match &self.session {
+            Some(Session { origin: SessionOrigin::Remembered, client_key, .. }) => client_key.clone(),
+            // Resolved by the edge instance, which says when it recalled the session.
+            Some(Session { origin: SessionOrigin::Edge, .. }) => host.property(keys::SESSION_CLIENT_KEY),
+            _ => None,
+        };
+        if let Some(key) = key.filter(|k| is_visible_ascii(k, MAX_SESSION_ID_LEN + 32)) {
+            host.set_property(keys::MCP_SESSION_ID, &key);
+            self.session = Some(Session::new(key, SessionOrigin::Edge));
+        }
+    }
+
     fn log_message(&self, message: &Message) {
         if !log::log_enabled!(log::Level::Debug) {
             return;
@@ -604,12 +626,12 @@ impl Exchange {
         // A 404 on a session the proxy saw the server assign: the server expired it.
         let expired = self.status == 404
             && self.carried_session_header
-            && self.session.as_ref().is_some_and(|s| host.recall_session(&s.id).is_some());
+            && self.session.as_ref().is_some_and(|s| self.config.sessions.is_server_session(host, now_secs(host), &s.id));
         if expired {
             host.increment(Counter::SessionExpired);
             host.set_property(keys::SESSION_EXPIRED, "true");
             if let Some(s) = &self.session {
-                host.forget_session(&s.id);
+                self.config.sessions.forget(host, now_secs(host), &s.id);
             }
             log::debug!("{} session expired (404)", self.log_prefix());
         }
@@ -631,18 +653,14 @@ impl Exchange {
         let Some(assigned) = host.response_header(headers::MCP_SESSION_ID).filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN)) else {
             return;
         };
-        // Known sessions map to themselves (so a later 404 can be told apart from a
-        // bad id); a client-side id maps to the server's.
-        host.remember_session(&assigned, &assigned);
-        // (The upstream instance cannot tell a generated id from a client's; aliasing a
-        // random one costs a slot nobody will ask for.)
-        if let Some(previous) = &self.session {
-            if previous.origin != SessionOrigin::Generated && previous.id != assigned {
-                host.remember_session(&previous.id, &assigned);
-            }
-        }
+        // The server's id is remembered (so a later 404 can be told apart from a bad id),
+        // and the client-side id the request carried now leads to it. (The upstream
+        // instance cannot tell a generated id from a client's; aliasing a random one
+        // costs a slot nobody will ask for.)
+        let alias = self.session.as_ref().filter(|s| s.origin != SessionOrigin::Generated).map(|s| s.id.as_str());
+        self.config.sessions.learn(host, now_secs(host), &assigned, alias);
         log::debug!("{} server assigned session {}", self.log_prefix(), crate::core::text::bounded_printable(&assigned, 64));
-        self.session = Some(Session { id: assigned, origin: SessionOrigin::Server });
+        self.session = Some(Session::new(assigned, SessionOrigin::Server));
         if let Some(s) = &self.session {
             for op in &mut self.operations {
                 op.attributes.retain(|(k, _)| *k != keys::MCP_SESSION_ID);
@@ -662,9 +680,9 @@ impl Exchange {
         }
         let Some(id) = query_param(endpoint, "session_id").filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN)) else { return };
         log::debug!("{} legacy SSE stream announced session {}", self.log_prefix(), crate::core::text::bounded_printable(id, 64));
-        self.session = Some(Session { id: id.to_string(), origin: SessionOrigin::Server });
+        self.session = Some(Session::new(id.to_string(), SessionOrigin::Server));
         host.set_property(keys::MCP_SESSION_ID, id);
-        host.remember_session(id, id);
+        self.config.sessions.learn(host, now_secs(host), id, None);
     }
 
     pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool, host: &mut impl Host) -> Action {
@@ -920,6 +938,10 @@ fn header_span(method: &str, name: Option<&str>) -> (String, Attributes) {
     (crate::core::text::bounded_printable(&span, 2 * crate::core::span::MAX_ATTRIBUTE_LEN), attrs)
 }
 
+fn now_secs(host: &impl Host) -> u64 {
+    host.now_unix_nanos() / 1_000_000_000
+}
+
 /// `application/json` or any `+json` type, parameters ignored.
 fn is_json(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
@@ -949,6 +971,7 @@ mod tests {
     //! The whole per-request state machine against a recording host: what Envoy would
     //! be told to do, callback by callback.
     use super::*;
+    use crate::core::session_store::{CasMismatch, MemoryData};
     use std::collections::HashMap;
 
     #[derive(Default)]
@@ -960,7 +983,8 @@ mod tests {
         properties: HashMap<String, String>,
         counters: HashMap<Counter, i64>,
         spans: Vec<SpanRecord>,
-        sessions: HashMap<String, String>,
+        /// Envoy's shared data (the session memory lives there).
+        sessions: MemoryData,
         durations: Vec<u64>,
         /// Host calls made, as Envoy would count them (the hot-path cost driver).
         calls: std::cell::Cell<usize>,
@@ -1053,18 +1077,27 @@ mod tests {
         fn emit_span(&mut self, span: SpanRecord) {
             self.spans.push(span);
         }
-        fn recall_session(&self, key: &str) -> Option<String> {
+    }
+
+    impl SharedData for FakeHost {
+        fn get_shared(&self, key: &str) -> Option<(Vec<u8>, u32)> {
             self.calls.set(self.calls.get() + 1);
-            self.sessions.get(key).cloned()
+            self.sessions.get_shared(key)
         }
-        fn remember_session(&mut self, key: &str, session_id: &str) {
+        fn set_shared(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), CasMismatch> {
             self.calls.set(self.calls.get() + 1);
-            self.sessions.insert(key.to_string(), session_id.to_string());
+            self.sessions.set_shared(key, value, cas)
         }
-        fn forget_session(&mut self, key: &str) {
-            self.calls.set(self.calls.get() + 1);
-            self.sessions.remove(key);
-        }
+    }
+
+    /// The session memory as the filter sees it, at the fake host's clock.
+    fn remembered(host: &FakeHost, key: &str) -> Option<String> {
+        config("{}").sessions.recall(&host.sessions, now_secs(host), key)
+    }
+
+    fn remember_server_session(host: &mut FakeHost, session: &str) {
+        let now = now_secs(host);
+        config("{}").sessions.learn(&mut host.sessions, now, session, None);
     }
 
     fn config(json: &str) -> Rc<Config> {
@@ -1429,7 +1462,7 @@ mod tests {
         host.response_headers.insert("mcp-session-id".into(), "srv-42".into());
         respond(&mut ex, &mut host, "200", "application/json", &[br#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18"}}"#]);
         assert_eq!(host.properties["mcp.session.id"], "srv-42");
-        assert_eq!(host.sessions.get("agent-1").map(String::as_str), Some("srv-42"));
+        assert_eq!(remembered(&host, "agent-1").as_deref(), Some("srv-42"));
         // A later request identified only by the alias lands on the server's session.
         let mut later = FakeHost::post(CALL, &[("x-session-id", "agent-1")]);
         later.sessions = host.sessions.clone();
@@ -1437,17 +1470,62 @@ mod tests {
         assert_eq!(later.properties["mcp.session.id"], "srv-42");
     }
 
+    /// A client-side id (here a bearer token's hash) follows the server's newest session:
+    /// a second `initialize` starts a new one (its `_meta` must not name the old), and
+    /// ending a session (DELETE, or a 404) forgets the ids that led to it.
+    #[test]
+    fn client_side_ids_follow_the_newest_server_session() {
+        let conf = config("{}");
+        let bearer = [("authorization", "Bearer tok")];
+        let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#;
+        let mut host = FakeHost::post(init, &bearer);
+        let session_of = |host: &mut FakeHost, body: &str, headers: &[(&str, &str)], status: &str, assigned: Option<&str>| {
+            host.request_headers = FakeHost::post(body, headers).request_headers;
+            host.request_body = body.as_bytes().to_vec();
+            host.properties.clear();
+            let mut ex = request(&conf, host);
+            let meta: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap_or_default();
+            let in_meta = meta["params"]["_meta"]["io.github.mcp-trace/session-id"].as_str().map(str::to_string);
+            host.response_headers.clear();
+            if let Some(id) = assigned {
+                host.response_headers.insert("mcp-session-id".into(), id.into());
+            }
+            respond(&mut ex, host, status, "application/json", &[br#"{"jsonrpc":"2.0","id":0,"result":{}}"#]);
+            (in_meta, host.properties.get("mcp.session.id").cloned())
+        };
+        let hash = crate::core::session::bearer_session_id("tok");
+        let (meta, tag) = session_of(&mut host, init, &bearer, "200", Some("srv-1"));
+        assert_eq!((meta.as_deref(), tag.as_deref()), (Some(hash.as_str()), Some("srv-1")));
+        assert_eq!(session_of(&mut host, CALL, &bearer, "200", None).1.as_deref(), Some("srv-1"), "the alias leads to srv-1");
+        let (meta, tag) = session_of(&mut host, init, &bearer, "200", Some("srv-2"));
+        assert_eq!(meta.as_deref(), Some(hash.as_str()), "a new initialize does not continue srv-1");
+        assert_eq!(tag.as_deref(), Some("srv-2"));
+        assert_eq!(session_of(&mut host, CALL, &bearer, "200", None).1.as_deref(), Some("srv-2"), "the alias moved to srv-2");
+        // DELETE ends srv-2: the token no longer leads there.
+        let mut delete = FakeHost { sessions: host.sessions.clone(), ..Default::default() };
+        delete.request_headers =
+            vec![(":method".into(), "DELETE".into()), (":path".into(), "/mcp".into()), ("mcp-session-id".into(), "srv-2".into())];
+        let mut ex = Exchange::new(conf.clone());
+        ex.on_request_headers(true, &mut delete);
+        host.sessions = delete.sessions;
+        assert_eq!(session_of(&mut host, CALL, &bearer, "200", None).1, Some(hash.clone()), "DELETE forgot the alias");
+        // A 404 on a known session forgets its aliases too.
+        session_of(&mut host, init, &bearer, "200", Some("srv-3"));
+        session_of(&mut host, CALL, &[("mcp-session-id", "srv-3"), bearer[0]], "404", None);
+        assert_eq!(session_of(&mut host, CALL, &bearer, "200", None).1, Some(hash), "the 404 forgot the alias");
+    }
+
     #[test]
     fn not_found_on_a_known_session_is_expiry() {
         let conf = config("{}");
         let mut host = FakeHost::post(CALL, &[("mcp-session-id", "srv-42")]);
-        host.sessions.insert("srv-42".into(), "srv-42".into());
+        remember_server_session(&mut host, "srv-42");
         let mut ex = request(&conf, &mut host);
         respond(&mut ex, &mut host, "404", "application/json", &[b""]);
         assert_eq!(host.properties["mcp_trace.session.expired"], "true");
         assert_eq!(host.properties["error.type"], "404");
         assert_eq!(host.count(Counter::SessionExpired), 1);
-        assert!(!host.sessions.contains_key("srv-42"));
+        assert_eq!(remembered(&host, "srv-42"), None);
     }
 
     #[test]
@@ -1593,10 +1671,10 @@ mod tests {
         respond(&mut ex, &mut host, "200", "text/event-stream", &[b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\n\n"]);
         assert_eq!(host.properties["mcp.sse.notifications"], "1");
         host.request_headers[0].1 = "DELETE".into();
-        host.sessions.insert("srv-9".into(), "srv-9".into());
+        remember_server_session(&mut host, "srv-9");
         let mut ex = Exchange::new(conf);
         ex.on_request_headers(true, &mut host);
         assert_eq!(host.properties["mcp_trace.span_name"], "DELETE /mcp");
-        assert!(!host.sessions.contains_key("srv-9"), "DELETE ends it");
+        assert_eq!(remembered(&host, "srv-9"), None, "DELETE ends it");
     }
 }

@@ -15,6 +15,7 @@ pub mod otlp;
 pub mod propagation;
 mod robustness;
 pub mod session;
+pub mod session_store;
 pub mod span;
 pub mod sse;
 pub mod text;

@@ -23,8 +23,10 @@ pub enum SessionOrigin {
     Generated,
     /// Assigned by the MCP server in the `initialize` response.
     Server,
-    /// Remembered from an earlier request of the same connection or session.
+    /// Remembered: a client-side id that earlier led to this server-assigned session.
     Remembered,
+    /// Resolved by the edge (HCM) instance, read from its filter state.
+    Edge,
 }
 
 impl SessionOrigin {
@@ -36,6 +38,7 @@ impl SessionOrigin {
             SessionOrigin::Generated => "generated",
             SessionOrigin::Server => "server",
             SessionOrigin::Remembered => "remembered",
+            SessionOrigin::Edge => "edge",
         }
     }
 }
@@ -44,6 +47,14 @@ impl SessionOrigin {
 pub struct Session {
     pub id: String,
     pub origin: SessionOrigin,
+    /// For a session recalled from memory: the client-side id it was recalled by.
+    pub client_key: Option<String>,
+}
+
+impl Session {
+    pub fn new(id: String, origin: SessionOrigin) -> Session {
+        Session { id, origin, client_key: None }
+    }
 }
 
 /// Resolves the session of a request. `header` looks a request header up by lowercase
@@ -67,11 +78,11 @@ pub fn resolve_session<'h>(
                 .map(|t| (bearer_session_id(t), SessionOrigin::BearerHash)),
         };
         if let Some((id, origin)) = found {
-            return Some(Session { id, origin });
+            return Some(Session::new(id, origin));
         }
     }
     if generate {
-        return generate_id().map(|id| Session { id, origin: SessionOrigin::Generated });
+        return generate_id().map(|id| Session::new(id, SessionOrigin::Generated));
     }
     None
 }

@@ -35,6 +35,9 @@ pub mod keys {
     pub const SSE_REQUESTS: &str = "mcp.sse.requests";
     /// Set when a request on a known session got `404`: the server expired it.
     pub const SESSION_EXPIRED: &str = "mcp_trace.session.expired";
+    /// The client-side id a remembered session was recalled by (filter state only: the
+    /// edge instance tells the upstream one, for a new `initialize`).
+    pub const SESSION_CLIENT_KEY: &str = "mcp_trace.session.client_key";
     /// The span name, for `tracing.operation` (filter state only, not an attribute).
     pub const SPAN_NAME: &str = "mcp_trace.span_name";
 }

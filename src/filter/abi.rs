@@ -163,16 +163,19 @@ pub fn set_property(key: &str, value: &[u8]) -> Result<(), u32> {
     status(unsafe { proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len()) })
 }
 
-pub fn get_shared_data(key: &str) -> Option<Vec<u8>> {
+/// The value and its CAS token; None when the key was never set.
+pub fn get_shared_data(key: &str) -> Option<(Vec<u8>, u32)> {
     let (mut data, mut size, mut cas) = (null_mut(), 0usize, 0u32);
     if unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) } != OK {
         return None;
     }
-    unsafe { take(data, size) }
+    // An empty value comes back as a null pointer: present, but empty.
+    Some((unsafe { take(data, size) }.unwrap_or_default(), cas))
 }
 
-pub fn set_shared_data(key: &str, value: &[u8]) -> Result<(), u32> {
-    status(unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), 0) })
+/// Sets the value if `cas` is 0 or still the key's token (CasMismatch otherwise).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), u32> {
+    status(unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) })
 }
 
 pub fn define_metric(metric_type: u32, name: &str) -> Option<u32> {

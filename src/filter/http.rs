@@ -8,6 +8,7 @@ use crate::core::exchange::{Action as CoreAction, Exchange, Host};
 use crate::core::headers::HeaderList;
 use crate::core::metrics::Counter;
 use crate::core::otlp::SpanRecord;
+use crate::core::session_store::{CasMismatch, SharedData};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -110,17 +111,15 @@ impl Host for EnvoyHost<'_> {
             self.shared.metrics.increment(Counter::SpansDropped);
         }
     }
+}
 
-    fn recall_session(&self, key: &str) -> Option<String> {
-        self.shared.sessions.recall(key)
+impl SharedData for EnvoyHost<'_> {
+    fn get_shared(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        abi::get_shared_data(key)
     }
 
-    fn remember_session(&mut self, key: &str, session_id: &str) {
-        self.shared.sessions.remember(key, session_id);
-    }
-
-    fn forget_session(&mut self, key: &str) {
-        self.shared.sessions.forget(key);
+    fn set_shared(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), CasMismatch> {
+        abi::set_shared_data(key, value, cas).map_err(|_| CasMismatch)
     }
 }
 

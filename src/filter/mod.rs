@@ -6,7 +6,6 @@ mod export;
 mod http;
 mod metrics;
 mod root;
-mod sessions;
 
 /// Routes the `log` crate to Envoy's log, at the level Envoy runs the `wasm` component
 /// with (read at configure time), so a disabled level costs neither formatting nor a

@@ -4,7 +4,6 @@ use super::abi;
 use super::export;
 use super::http::Http;
 use super::metrics::Metrics;
-use super::sessions::SessionMemory;
 use crate::core::config::Config;
 use crate::core::metrics::Counter;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -15,7 +14,6 @@ use std::rc::Rc;
 pub struct Shared {
     pub config: Rc<Config>,
     pub metrics: Metrics,
-    pub sessions: SessionMemory,
 }
 
 #[derive(Default)]
@@ -57,14 +55,13 @@ impl RootContext for Root {
             }
         }
         let metrics = Metrics::define(&config.tool_metrics);
-        let sessions = SessionMemory { max_entries: config.sessions.max_entries, ttl_seconds: config.sessions.ttl_seconds };
         log::info!(
             "mcp-trace: configured (role {:?}, max_body_bytes {}, own spans {})",
             config.role,
             config.max_body_bytes,
             if config.own_spans.enabled { "on" } else { "off" }
         );
-        self.shared = Some(Rc::new(Shared { config: Rc::new(config), metrics, sessions }));
+        self.shared = Some(Rc::new(Shared { config: Rc::new(config), metrics }));
         true
     }
 
