@@ -8,21 +8,43 @@ use crate::core::session_store::SessionStore;
 use serde::Deserialize;
 use std::fmt;
 
-/// Where this instance of the filter sits, which decides who writes `params._meta`.
+/// Where this instance of the filter sits, which decides what it does ([`Duties`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Alone in the HCM filter chain (e.g. an Istio sidecar, where no router upstream
-    /// filter can be placed): does everything, including the `_meta` splice.
+    /// filter can be placed): does everything.
     Standalone,
     /// In the HCM chain, paired with an `upstream` instance in the router's
-    /// `upstream_http_filters`: resolves the request id and session, reads the body and
-    /// the response, tags Envoy's span, counts; leaves `_meta` to the upstream instance.
+    /// `upstream_http_filters`: resolves the request id and the session at the edge and
+    /// publishes them. It reads no body and no response.
     Downstream,
     /// In the router's `upstream_http_filters`, where the `traceparent` Envoy injected
-    /// (Envoy's own span) is visible: writes `_meta` (that context, or the own span's)
-    /// and reports the own span.
+    /// (Envoy's own span) is visible: the MCP work (the body, `_meta`, span tags, the
+    /// response, counters, own spans), once per request.
     Upstream,
+}
+
+/// What an instance does, decided once from its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duties {
+    /// Resolve the request id and the session (the HCM chain, first to see the request).
+    pub identity: bool,
+    /// The MCP work: recognition, `params._meta`, span tags, the response, counters and
+    /// own spans (the instance closest to the upstream: one body read per request).
+    pub mcp: bool,
+    /// The `traceparent` it sees is Envoy's own span (the router injected it).
+    pub sees_envoy_span: bool,
+}
+
+impl Role {
+    pub fn duties(self) -> Duties {
+        match self {
+            Role::Standalone => Duties { identity: true, mcp: true, sees_envoy_span: false },
+            Role::Downstream => Duties { identity: true, mcp: false, sees_envoy_span: false },
+            Role::Upstream => Duties { identity: false, mcp: true, sees_envoy_span: true },
+        }
+    }
 }
 
 /// One place a session id may come from, tried in the configured order.
@@ -344,11 +366,10 @@ impl Config {
         })
     }
 
-    /// Whether this instance does the MCP work (recognition, `params._meta`, span tags,
-    /// the response, own spans): the instance closest to the upstream. In the paired
-    /// layout that is the router's upstream instance, the only one that sees Envoy's span.
-    pub fn does_mcp_work(&self) -> bool {
-        self.role != Role::Downstream
+    /// Whether anything may be written into `params._meta`: only then is the request body
+    /// held until whole (else it is copied as it passes).
+    pub fn writes_meta(&self) -> bool {
+        self.meta.trace_context || self.meta.request_id_key.is_some() || self.meta.session_id_key.is_some() || self.own_spans.enabled
     }
 }
 
@@ -460,7 +481,6 @@ mod tests {
         assert!(c.own_spans.enabled);
         assert_eq!(c.own_spans.root_sample_ratio, 0.5);
         assert_eq!(c.tool_metrics, vec!["get_weather".to_string()]);
-        assert!(c.does_mcp_work());
     }
 
     fn refused(json: &str) -> String {
@@ -506,14 +526,12 @@ mod tests {
     }
 
     #[test]
-    fn role_decides_who_does_mcp_work() {
-        let mut c = Config::parse(b"{}").unwrap();
-        assert!(c.does_mcp_work(), "standalone does everything");
-        c.role = Role::Downstream;
-        assert!(!c.does_mcp_work(), "paired: the upstream instance writes");
-        c.own_spans.enabled = true;
-        assert!(!c.does_mcp_work(), "own spans too: only the upstream instance sees Envoy's span to link");
-        c.role = Role::Upstream;
-        assert!(c.does_mcp_work());
+    fn role_decides_the_duties() {
+        let d = Role::Standalone.duties();
+        assert!(d.identity && d.mcp && !d.sees_envoy_span, "standalone does everything, and sees only the client's context");
+        let d = Role::Downstream.duties();
+        assert!(d.identity && !d.mcp, "paired, HCM chain: identity only");
+        let d = Role::Upstream.duties();
+        assert!(!d.identity && d.mcp && d.sees_envoy_span, "paired, router upstream chain: the MCP work, beside Envoy's span");
     }
 }

@@ -69,17 +69,59 @@ impl Value {
 
 pub type Attributes = Vec<(&'static str, Value)>;
 
-/// The span name: `{mcp.method.name} {target}` where target is the tool or prompt name;
-/// the resource URI only when opted in (URIs can be high-cardinality); else the method.
-pub fn span_name(message: &Message, record_resource_uri: bool) -> String {
-    let method = bounded_printable(message.method.as_deref().unwrap_or("response"), MAX_ATTRIBUTE_LEN);
-    match (message.method.as_deref(), message.target.as_deref()) {
-        (Some("tools/call" | "prompts/get"), Some(target)) => format!("{method} {}", bounded_printable(target, MAX_ATTRIBUTE_LEN)),
-        (Some(m), Some(uri)) if record_resource_uri && m.starts_with("resources/") => {
-            format!("{method} {}", bounded_printable(uri, MAX_ATTRIBUTE_LEN))
+/// What names an operation: its method and, where the convention uses one, its target
+/// (`params.name` of `tools/call`/`prompts/get`, `params.uri` of `resources/*`). Read
+/// from the body, or from the 2026-07-28 `Mcp-Method`/`Mcp-Name` headers when the body
+/// is not read: both give the same name and attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub method: &'a str,
+    pub target: Option<&'a str>,
+}
+
+impl Target<'_> {
+    /// The target attribute and the span-name suffix it gives, if any. A resource URI
+    /// only when opted in: URIs can be high-cardinality and can carry data.
+    fn named(&self, record_resource_uri: bool) -> Option<(&'static str, &str)> {
+        match (self.method, self.target) {
+            ("tools/call", Some(tool)) => Some((keys::GEN_AI_TOOL_NAME, tool)),
+            ("prompts/get", Some(prompt)) => Some((keys::GEN_AI_PROMPT_NAME, prompt)),
+            (m, Some(uri)) if record_resource_uri && m.starts_with("resources/") => Some((keys::MCP_RESOURCE_URI, uri)),
+            _ => None,
         }
-        _ => method,
     }
+
+    /// The span name: `{mcp.method.name} {target}`, else the method.
+    pub fn span_name(&self, record_resource_uri: bool) -> String {
+        let mut name = bounded_printable(self.method, MAX_ATTRIBUTE_LEN);
+        if let Some((_, target)) = self.named(record_resource_uri) {
+            name.push(' ');
+            name.push_str(&bounded_printable(target, MAX_ATTRIBUTE_LEN));
+        }
+        name
+    }
+
+    /// `mcp.method.name`, the target attribute, and `gen_ai.operation.name` for tools.
+    pub fn attributes(&self, record_resource_uri: bool, attrs: &mut Attributes) {
+        let text = |s: &str| Value::Str(bounded_printable(s, MAX_ATTRIBUTE_LEN));
+        attrs.push((keys::MCP_METHOD_NAME, text(self.method)));
+        if let Some((key, target)) = self.named(record_resource_uri) {
+            attrs.push((key, text(target)));
+            if key == keys::GEN_AI_TOOL_NAME {
+                attrs.push((keys::GEN_AI_OPERATION_NAME, Value::Str("execute_tool".into())));
+            }
+        }
+    }
+}
+
+/// The target of a message; a client's response to a server request is named `response`.
+fn target_of<'m>(message: &'m Message) -> Target<'m> {
+    Target { method: message.method.as_deref().unwrap_or("response"), target: message.target.as_deref() }
+}
+
+/// The span name of a message (see [`Target::span_name`]).
+pub fn span_name(message: &Message, record_resource_uri: bool) -> String {
+    target_of(message).span_name(record_resource_uri)
 }
 
 /// What the request side knows, besides the message itself.
@@ -97,17 +139,8 @@ pub struct RequestFacts<'a> {
 pub fn request_attributes(message: &Message, facts: &RequestFacts) -> Attributes {
     let mut attrs: Attributes = Vec::with_capacity(12);
     let text = |s: &str| Value::Str(bounded_printable(s, MAX_ATTRIBUTE_LEN));
-    if let Some(method) = message.method.as_deref() {
-        attrs.push((keys::MCP_METHOD_NAME, text(method)));
-        match (method, message.target.as_deref()) {
-            ("tools/call", Some(tool)) => {
-                attrs.push((keys::GEN_AI_TOOL_NAME, text(tool)));
-                attrs.push((keys::GEN_AI_OPERATION_NAME, Value::Str("execute_tool".into())));
-            }
-            ("prompts/get", Some(prompt)) => attrs.push((keys::GEN_AI_PROMPT_NAME, text(prompt))),
-            (m, Some(uri)) if facts.record_resource_uri && m.starts_with("resources/") => attrs.push((keys::MCP_RESOURCE_URI, text(uri))),
-            _ => {}
-        }
+    if message.method.is_some() {
+        target_of(message).attributes(facts.record_resource_uri, &mut attrs);
     }
     if let Some(id) = message.id.as_ref().map(|id| id.as_str()) {
         attrs.push((keys::JSONRPC_REQUEST_ID, text(id)));

@@ -1,0 +1,160 @@
+//! A host that records what the filter asks of Envoy and answers as Envoy does.
+
+use super::*;
+use crate::core::metrics::Counter;
+use crate::core::session_store::{CasMismatch, MemoryData};
+use std::collections::HashMap;
+
+#[derive(Default)]
+pub struct FakeHost {
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: Vec<u8>,
+    pub response_headers: HashMap<String, String>,
+    pub response_chunk: Vec<u8>,
+    pub properties: HashMap<String, String>,
+    pub counters: HashMap<Counter, i64>,
+    pub spans: Vec<SpanRecord>,
+    /// Envoy's shared data (the session memory lives there).
+    pub sessions: MemoryData,
+    pub durations: Vec<u64>,
+    /// Host calls made, as Envoy would count them (the hot-path cost driver).
+    pub calls: std::cell::Cell<usize>,
+}
+
+impl FakeHost {
+    pub fn post(body: &str, headers: &[(&str, &str)]) -> FakeHost {
+        let mut h = FakeHost {
+            request_headers: vec![
+                (":method".into(), "POST".into()),
+                (":path".into(), "/mcp".into()),
+                ("content-type".into(), "application/json".into()),
+                ("content-length".into(), body.len().to_string()),
+            ],
+            request_body: body.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        for (k, v) in headers {
+            h.request_headers.push((k.to_string(), v.to_string()));
+        }
+        h
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.request_headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+    pub fn count(&self, c: Counter) -> i64 {
+        self.counters.get(&c).copied().unwrap_or(0)
+    }
+}
+
+impl Host for FakeHost {
+    fn request_protocol(&self) -> Option<String> {
+        self.calls.set(self.calls.get() + 1);
+        Some("HTTP/1.1".into())
+    }
+    fn request_headers(&self) -> HeaderList {
+        self.calls.set(self.calls.get() + 1);
+        HeaderList::from_pairs(self.request_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        self.calls.set(self.calls.get() + 1);
+        self.request_headers.retain(|(k, _)| k != name);
+        if let Some(v) = value {
+            self.request_headers.push((name.to_string(), v.to_string()));
+        }
+    }
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        self.calls.set(self.calls.get() + 1);
+        // As Envoy: a zero-length read returns no buffer at all.
+        (size > 0).then(|| self.request_body[..size.min(self.request_body.len())].to_vec())
+    }
+    fn replace_request_body_head(&mut self, replaced: usize, head: &[u8]) {
+        self.calls.set(self.calls.get() + 1);
+        // As Envoy does it: drain `replaced` bytes, prepend `head`.
+        self.request_body.splice(..replaced.min(self.request_body.len()), head.iter().copied());
+    }
+    fn response_header(&self, name: &str) -> Option<String> {
+        self.calls.set(self.calls.get() + 1);
+        self.response_headers.get(name).cloned()
+    }
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        self.calls.set(self.calls.get() + 1);
+        self.response_headers.insert(name.to_string(), value.to_string());
+    }
+    fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+        self.calls.set(self.calls.get() + 1);
+        Some(self.response_chunk[..size].to_vec())
+    }
+    fn set_property(&mut self, key: &str, value: &str) {
+        self.calls.set(self.calls.get() + 1);
+        self.properties.insert(key.to_string(), value.to_string());
+    }
+    fn property(&self, key: &str) -> Option<String> {
+        self.calls.set(self.calls.get() + 1);
+        self.properties.get(key).cloned()
+    }
+    fn add(&mut self, counter: Counter, by: i64) {
+        self.calls.set(self.calls.get() + 1);
+        *self.counters.entry(counter).or_default() += by;
+    }
+    fn increment_tool(&mut self, _tool: &str) {}
+    fn record_duration_ms(&mut self, ms: u64) {
+        self.calls.set(self.calls.get() + 1);
+        self.durations.push(ms);
+    }
+    fn now_unix_nanos(&self) -> u64 {
+        self.calls.set(self.calls.get() + 1);
+        1_700_000_000_000_000_000
+    }
+    fn emit_span(&mut self, span: SpanRecord) {
+        self.spans.push(span);
+    }
+}
+
+impl SharedData for FakeHost {
+    fn get_shared(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.calls.set(self.calls.get() + 1);
+        self.sessions.get_shared(key)
+    }
+    fn set_shared(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), CasMismatch> {
+        self.calls.set(self.calls.get() + 1);
+        self.sessions.set_shared(key, value, cas)
+    }
+}
+
+/// The session memory as the filter sees it, at the fake host's clock.
+pub fn remembered(host: &FakeHost, key: &str) -> Option<String> {
+    config("{}").sessions.recall(&host.sessions, now_secs(host), key)
+}
+
+pub fn remember_server_session(host: &mut FakeHost, session: &str) {
+    let now = now_secs(host);
+    config("{}").sessions.learn(&mut host.sessions, now, session, None);
+}
+
+pub fn config(json: &str) -> Rc<Config> {
+    Rc::new(Config::parse(json.as_bytes()).unwrap())
+}
+
+/// Runs the request side; returns the exchange for the response side.
+pub fn request(conf: &Rc<Config>, host: &mut FakeHost) -> Exchange {
+    let mut ex = Exchange::new(conf.clone());
+    ex.on_request_headers(false, host);
+    let len = host.request_body.len();
+    if matches!(ex.body, body::BodyHold::Holding | body::BodyHold::Observing(_)) || conf.role == crate::core::config::Role::Downstream {
+        assert_eq!(ex.on_request_body(len, true, host), Action::Continue);
+    }
+    ex
+}
+
+pub fn respond(ex: &mut Exchange, host: &mut FakeHost, status: &str, content_type: &str, chunks: &[&[u8]]) {
+    host.response_headers.insert(":status".into(), status.into());
+    host.response_headers.insert("content-type".into(), content_type.into());
+    ex.on_response_headers(chunks.is_empty(), host);
+    for (i, chunk) in chunks.iter().enumerate() {
+        host.response_chunk = chunk.to_vec();
+        ex.on_response_body(chunk.len(), i + 1 == chunks.len(), host);
+    }
+    ex.on_log(host);
+}
+
+pub const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Paris"}}}"#;

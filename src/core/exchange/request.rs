@@ -1,0 +1,149 @@
+//! Stage 4: the whole request body is here. Recognise its JSON-RPC messages, plan the
+//! trace context each one carries to the server, and write `params._meta` by splicing.
+
+use super::{Exchange, Host};
+use crate::core::headers;
+use crate::core::ids::random_unit;
+use crate::core::jsonrpc::{parse_body, Body, Message, MessageKind, Rejection, RequestId};
+use crate::core::log_context;
+use crate::core::meta_splice::{splice_head, MetaWrite};
+use crate::core::metrics::{method_index, Counter, PassReason};
+use crate::core::otlp::root_sampled;
+use crate::core::propagation::{plan, OwnSpanContext, ParentMode};
+use crate::core::span::{request_attributes, span_name, Attributes, Outcome, RequestFacts};
+use crate::core::text::bounded_printable;
+
+/// One JSON-RPC message of the request, as a span-to-be.
+#[derive(Debug, Clone)]
+pub(super) struct Operation {
+    pub method: Option<String>,
+    pub id: Option<RequestId<'static>>,
+    pub name: String,
+    pub attributes: Attributes,
+    pub own_span: Option<OwnSpanContext>,
+    pub outcome: Option<Outcome>,
+}
+
+impl Exchange {
+    pub(super) fn read_request(&mut self, body: &[u8], host: &mut impl Host) {
+        let parsed = match parse_body(body) {
+            Ok(parsed) => parsed,
+            Err(rejection) => {
+                let reason = match rejection {
+                    Rejection::Malformed => PassReason::Malformed,
+                    Rejection::NotJsonRpc => PassReason::NotJsonRpc,
+                };
+                host.increment(Counter::Passthrough(reason));
+                log::debug!("{} POST body is not JSON-RPC ({reason:?}), passed through", self.log_prefix());
+                self.head = None;
+                return;
+            }
+        };
+        self.batch = matches!(parsed, Body::Batch(_));
+        let messages = parsed.messages();
+        if messages.iter().any(|m| m.method.as_deref() == Some("initialize")) {
+            self.identity.restart_recalled_session(host);
+        }
+        let mode = self.parent_mode();
+        let mut writes: Vec<MetaWrite> = Vec::with_capacity(messages.len());
+        for message in messages {
+            host.increment(Counter::Request(method_index(message.method.as_deref())));
+            if let Some(tool) = message.target.as_deref().filter(|_| message.method.as_deref() == Some("tools/call")) {
+                if self.config.tool_metrics.iter().any(|t| t == tool) {
+                    host.increment_tool(tool);
+                }
+            }
+            self.log_message(message);
+            let mut op = self.operation(message);
+            let mut write = MetaWrite::default();
+            if message.kind != MessageKind::Response {
+                if self.config.meta.trace_context || mode == ParentMode::OwnSpan {
+                    // A draw only where it can matter: a new root of an own span.
+                    let sampled = mode != ParentMode::OwnSpan || root_sampled(self.config.own_spans.root_sample_ratio, random_unit());
+                    let p = plan(mode, &self.identity.trace, &message.meta_context, sampled);
+                    write = p.meta;
+                    op.own_span = p.own_span;
+                }
+                if let (Some(key), Some(id)) = (&self.config.meta.request_id_key, &self.identity.request_id) {
+                    write.set(key, id.clone());
+                }
+                if let (Some(key), Some(s)) = (&self.config.meta.session_id_key, &self.identity.session) {
+                    write.set(key, s.id.clone());
+                }
+            }
+            writes.push(write);
+            self.operations.push(op);
+        }
+        let targets: Vec<_> = messages.iter().zip(writes.iter()).map(|(m, w)| (&m.layout, w)).collect();
+        let (head, skipped) = splice_head(body, &targets);
+        if skipped > 0 {
+            host.add(Counter::SpliceSkipped, skipped as i64);
+        }
+        if let Some(head) = head {
+            host.replace_request_body_head(head.replaces, &head.bytes);
+            // Only a length that was there, on headers still held, is corrected: a chunked
+            // (or HTTP/2) request stays without one.
+            if self.config.hold_request_headers && self.head.as_ref().is_some_and(|h| h.had_content_length) {
+                let new_len = body.len() - head.replaces.min(body.len()) + head.bytes.len();
+                host.set_request_header(headers::CONTENT_LENGTH, Some(&new_len.to_string()));
+            }
+        }
+        self.tag_request(host);
+    }
+
+    /// Whose span the server continues.
+    fn parent_mode(&self) -> ParentMode {
+        if self.config.own_spans.enabled {
+            ParentMode::OwnSpan
+        } else if self.duties.sees_envoy_span {
+            ParentMode::EnvoySpan
+        } else {
+            ParentMode::Forward
+        }
+    }
+
+    fn operation(&self, message: &Message) -> Operation {
+        let facts = RequestFacts {
+            request_id: self.identity.request_id.as_deref().unwrap_or(""),
+            session_id: self.identity.session.as_ref().map(|s| s.id.as_str()),
+            protocol_version_header: self.head.as_ref().and_then(|h| h.protocol_version.as_deref()),
+            http_version: self.head.as_ref().and_then(|h| h.http_version.as_deref()),
+            record_resource_uri: self.config.record_resource_uri,
+        };
+        Operation {
+            method: message.method.as_deref().map(str::to_string),
+            id: message.id.as_ref().map(RequestId::to_owned_id),
+            name: span_name(message, self.config.record_resource_uri),
+            attributes: request_attributes(message, &facts),
+            own_span: None,
+            outcome: None,
+        }
+    }
+
+    /// The body is too large to read: it passes through untouched and is counted. A
+    /// 2026-07-28 client mirrors the method and name into `Mcp-Method`/`Mcp-Name`; with
+    /// those the span is still named and tagged.
+    pub(super) fn give_up_body(&mut self, host: &mut impl Host) {
+        host.increment(Counter::Passthrough(PassReason::OverLimit));
+        log::debug!("{} request body over max_body_bytes ({}), passed through", self.log_prefix(), self.config.max_body_bytes);
+        self.tag_from_mirrored_headers(host);
+    }
+
+    fn log_message(&self, message: &Message) {
+        if !log::log_enabled!(log::Level::Debug) {
+            return;
+        }
+        let method = message.method.as_deref().unwrap_or("response");
+        let target = message.target.as_deref().map(|t| format!(" {}", bounded_printable(t, 128))).unwrap_or_default();
+        let id = message.id.as_ref().map(|i| format!(" id={}", bounded_printable(i.as_str(), 64))).unwrap_or_default();
+        if message.method.as_deref() == Some("tools/call") && self.config.log_argument_keys {
+            log::debug!(
+                "{} {method}{target}{id} argument_keys={}",
+                self.log_prefix(),
+                log_context::argument_keys(&message.argument_keys())
+            );
+        } else {
+            log::debug!("{} {method}{target}{id}", self.log_prefix());
+        }
+    }
+}

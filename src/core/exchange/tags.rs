@@ -1,0 +1,82 @@
+//! Stage 5: names and attributes for Envoy's span, as filter state (`wasm.<key>`) that
+//! the HCM's `tracing.operation` and `custom_tags` read when the span ends. Each key is a
+//! host call and a filter-state object on the hot path, so only what Envoy cannot say
+//! itself is written.
+
+use super::{Exchange, Host};
+use crate::core::span::{keys, Attributes, Outcome, Target};
+
+impl Exchange {
+    /// Request-side tags: name and attributes of the first message (a batch also gets its
+    /// size; with own spans every message gets its own span).
+    pub(super) fn tag_request(&self, host: &mut impl Host) {
+        let Some(first) = self.operations.first() else { return };
+        host.set_property(keys::SPAN_NAME, &first.name);
+        for (key, value) in &first.attributes {
+            // Not as filter state: the session was published in the header phase, and the
+            // Envoy config tags the constants (network.*) and the request id (from the
+            // x-request-id header) itself.
+            if !matches!(*key, keys::MCP_SESSION_ID | keys::REQUEST_ID | keys::NETWORK_PROTOCOL_NAME | keys::NETWORK_TRANSPORT) {
+                host.set_property(key, &value.as_text());
+            }
+        }
+        if self.batch {
+            host.set_property(keys::BATCH_SIZE, &self.operations.len().to_string());
+        }
+    }
+
+    /// Name and attributes from the 2026-07-28 `Mcp-Method`/`Mcp-Name` headers, for an
+    /// operation whose body is not read.
+    pub(super) fn tag_from_mirrored_headers(&self, host: &mut impl Host) {
+        let Some(head) = &self.head else { return };
+        let Some(method) = head.mirrored_method.as_deref() else { return };
+        let target = Target { method, target: head.mirrored_name.as_deref() };
+        host.set_property(keys::SPAN_NAME, &target.span_name(self.config.record_resource_uri));
+        let mut attrs = Attributes::new();
+        target.attributes(self.config.record_resource_uri, &mut attrs);
+        for (key, value) in attrs {
+            host.set_property(key, &value.as_text());
+        }
+    }
+
+    /// A GET stream or a DELETE is named by its verb and path.
+    pub(super) fn tag_transport_operation(&self, host: &mut impl Host) {
+        let Some(head) = &self.head else { return };
+        let verb = match head.transport {
+            super::classify::Transport::Stream => "GET",
+            super::classify::Transport::SessionEnd => "DELETE",
+            super::classify::Transport::Post => return,
+        };
+        host.set_property(keys::SPAN_NAME, &format!("{verb} {}", head.path_only()));
+        log::debug!("{} {verb} {}", self.log_prefix(), head.path_only());
+    }
+
+    /// The first operation's outcome and the SSE counts, on Envoy's span. Published as
+    /// soon as the answer is seen, not only at the end of the stream: a client that got
+    /// its answer may reset the stream before the end, and filter state set after that
+    /// (in `on_log`) no longer reaches the span.
+    pub(super) fn publish_response(&mut self, host: &mut impl Host) {
+        let response = &mut self.response;
+        if !response.outcome_published {
+            let first = self.operations.first().and_then(|op| op.outcome.clone());
+            let outcome = first.or_else(|| response.finished.then(|| Outcome::from_http_status(response.status)));
+            if let Some(outcome) = outcome {
+                for (key, value) in outcome.attributes() {
+                    host.set_property(key, &value.as_text());
+                }
+                response.outcome_published = true;
+            }
+        }
+        let (seen, published) = (response.sse, response.published_sse);
+        if seen.events > published.events {
+            host.set_property(keys::SSE_EVENTS, &seen.events.to_string());
+        }
+        if seen.notifications > published.notifications {
+            host.set_property(keys::SSE_NOTIFICATIONS, &seen.notifications.to_string());
+        }
+        if seen.requests > published.requests {
+            host.set_property(keys::SSE_REQUESTS, &seen.requests.to_string());
+        }
+        response.published_sse = seen;
+    }
+}
