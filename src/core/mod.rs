@@ -4,6 +4,7 @@
 pub mod baggage;
 pub mod config;
 pub mod exchange;
+pub mod export_queue;
 pub mod headers;
 pub mod ids;
 pub mod json_scan;

@@ -6,34 +6,23 @@
 //! the configured cluster. A full queue drops the newest span and counts it.
 
 use crate::core::config::OwnSpansConfig;
+use crate::core::export_queue::SpanQueue;
 use crate::core::otlp::{encode_export, SpanRecord};
 use std::cell::RefCell;
-use std::collections::VecDeque;
 
 thread_local! {
-    static QUEUE: RefCell<VecDeque<SpanRecord>> = const { RefCell::new(VecDeque::new()) };
+    static QUEUE: RefCell<SpanQueue> = RefCell::new(SpanQueue::default());
 }
 
 /// Queues a span; false if the queue was full and it was dropped.
 pub fn enqueue(span: SpanRecord, max_queue: usize) -> bool {
-    QUEUE.with(|q| {
-        let mut q = q.borrow_mut();
-        if q.len() >= max_queue {
-            return false;
-        }
-        q.push_back(span);
-        true
-    })
+    QUEUE.with(|q| q.borrow_mut().push(span, max_queue))
 }
 
 /// Sends up to one batch. Returns the number of spans sent (0 if none queued), or Err
 /// with the number of spans lost when the host refused the call.
 pub fn flush(config: &OwnSpansConfig) -> Result<usize, usize> {
-    let batch: Vec<SpanRecord> = QUEUE.with(|q| {
-        let mut q = q.borrow_mut();
-        let n = q.len().min(config.max_batch_spans);
-        q.drain(..n).collect()
-    });
+    let batch = QUEUE.with(|q| q.borrow_mut().take_batch(config.max_batch_spans));
     if batch.is_empty() {
         return Ok(0);
     }
