@@ -108,8 +108,6 @@ enum AnyValue<'a> {
     Str(&'a str),
     #[serde(rename = "intValue")]
     Int(String),
-    #[serde(rename = "boolValue")]
-    Bool(bool),
 }
 
 fn key_values(attrs: &Attributes) -> Vec<KeyValue<'_>> {
@@ -120,7 +118,6 @@ fn key_values(attrs: &Attributes) -> Vec<KeyValue<'_>> {
             value: match v {
                 Value::Str(s) => AnyValue::Str(s),
                 Value::Int(i) => AnyValue::Int(i.to_string()),
-                Value::Bool(b) => AnyValue::Bool(*b),
             },
         })
         .collect()

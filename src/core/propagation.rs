@@ -32,6 +32,7 @@ pub struct HeaderContext {
 }
 
 impl HeaderContext {
+    #[cfg(test)]
     pub fn from_headers(traceparent: Option<&str>, tracestate: Option<&str>) -> HeaderContext {
         let traceparent = traceparent.and_then(TraceParent::parse);
         // tracestate is meaningless without a valid traceparent (W3C).

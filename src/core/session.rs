@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 /// Longest session id accepted from any source.
 pub const MAX_SESSION_ID_LEN: usize = 256;
 
-/// Where the session id came from; reported on spans as part of the log context.
+/// Where the session id came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionOrigin {
     Header,
@@ -27,20 +27,6 @@ pub enum SessionOrigin {
     Remembered,
     /// Resolved by the edge (HCM) instance, read from its filter state.
     Edge,
-}
-
-impl SessionOrigin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionOrigin::Header => "header",
-            SessionOrigin::Query => "query",
-            SessionOrigin::BearerHash => "bearer_hash",
-            SessionOrigin::Generated => "generated",
-            SessionOrigin::Server => "server",
-            SessionOrigin::Remembered => "remembered",
-            SessionOrigin::Edge => "edge",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,7 +53,6 @@ pub const MAX_ATTRIBUTE_LEN: usize = 256;
 pub enum Value {
     Str(String),
     Int(i64),
-    Bool(bool),
 }
 
 impl Value {
@@ -62,7 +61,6 @@ impl Value {
         match self {
             Value::Str(s) => std::borrow::Cow::Borrowed(s),
             Value::Int(i) => std::borrow::Cow::Owned(i.to_string()),
-            Value::Bool(b) => std::borrow::Cow::Borrowed(if *b { "true" } else { "false" }),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! span ids this proxy reports.
 
 use crate::core::ids::random_bytes;
-use crate::core::text::{is_lower_hex, push_hex, to_hex};
+use crate::core::text::{is_lower_hex, push_hex};
 
 /// A validated `traceparent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,19 +61,6 @@ impl TraceParent {
         out.push('-');
         push_hex(&mut out, &[self.flags]);
         out
-    }
-
-    pub fn trace_id_hex(&self) -> String {
-        to_hex(&self.trace_id)
-    }
-
-    pub fn span_id_hex(&self) -> String {
-        to_hex(&self.span_id)
-    }
-
-    /// The same trace and flags with a new parent span id: what a child span propagates.
-    pub fn with_span_id(&self, span_id: [u8; 8]) -> TraceParent {
-        TraceParent { span_id, ..*self }
     }
 }
 
@@ -147,14 +134,15 @@ fn tracestate_value_ok(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::text::to_hex;
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     #[test]
     fn parses_and_round_trips_version_00() {
         let tp = TraceParent::parse(VALID).unwrap();
-        assert_eq!(tp.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(tp.span_id_hex(), "00f067aa0ba902b7");
+        assert_eq!(to_hex(&tp.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(to_hex(&tp.span_id), "00f067aa0ba902b7");
         assert!(tp.sampled());
         assert_eq!(tp.to_header(), VALID);
     }
@@ -187,12 +175,11 @@ mod tests {
     }
 
     #[test]
-    fn child_keeps_trace_and_flags() {
-        let tp = TraceParent::parse(VALID).unwrap();
-        let child = tp.with_span_id(new_span_id().unwrap());
-        assert_eq!(child.trace_id, tp.trace_id);
-        assert_eq!(child.flags, tp.flags);
-        assert_ne!(child.span_id, tp.span_id);
+    fn minted_ids_are_random_and_never_zero() {
+        let (a, b) = (new_span_id().unwrap(), new_span_id().unwrap());
+        assert_ne!(a, b);
+        assert_ne!(a, [0; 8]);
+        assert_ne!(new_trace_id().unwrap(), [0; 16]);
     }
 
     /// W3C Trace Context Level 2 keys: a lowercase letter or digit, then up to 255 of
