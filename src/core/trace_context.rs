@@ -52,7 +52,7 @@ impl TraceParent {
     }
 
     /// The version-00 header value.
-    pub fn to_header(&self) -> String {
+    pub fn to_header(self) -> String {
         let mut out = String::with_capacity(55);
         out.push_str("00-");
         push_hex(&mut out, &self.trace_id);
