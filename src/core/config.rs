@@ -410,21 +410,20 @@ fn meta_key(field: &str, key: String) -> Result<String, ConfigError> {
     };
     let labels: Vec<&str> = prefix.split('.').collect();
     let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && l.as_bytes()[0].is_ascii_alphabetic()
-            && l.as_bytes()[l.len() - 1].is_ascii_alphanumeric()
+        l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && l.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            && l.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
     };
-    if labels.len() < 2 || !labels.iter().all(|l| label_ok(l)) {
+    let second = labels.get(1).copied();
+    if second.is_none() || !labels.iter().all(|l| label_ok(l)) {
         return Err(err(field, format!("prefix {prefix:?} is not a reverse-DNS name like \"io.github.mcp-trace\"")));
     }
-    if matches!(labels[1], "modelcontextprotocol" | "mcp") {
-        return Err(err(field, format!("prefix {prefix:?} is reserved by MCP (second label `{}`)", labels[1])));
+    if let Some(reserved @ ("modelcontextprotocol" | "mcp")) = second {
+        return Err(err(field, format!("prefix {prefix:?} is reserved by MCP (second label `{reserved}`)")));
     }
-    let name_ok = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    let name_ok = name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
     if !name_ok {
         return Err(err(field, format!("name {name:?} must start and end with a letter or digit and contain only [A-Za-z0-9-_.]")));
     }

@@ -138,18 +138,14 @@ impl JsonScanner {
     /// Scans `chunk`, appending every message object that closes in it to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<MessageSummary>) {
         let mut i = 0;
-        while i < chunk.len() && !self.failed {
-            let b = chunk[i];
+        while let Some(&b) = chunk.get(i).filter(|_| !self.failed) {
             match self.lex {
                 Lex::Str { escape } => {
                     // Fast path: skip plain string bytes we do not keep.
                     if !escape && !self.capturing && !self.in_key() {
-                        match memchr::memchr2(b'"', b'\\', &chunk[i..]) {
-                            Some(p) => i += p,
-                            None => return,
-                        }
-                        let b = chunk[i];
-                        if b == b'\\' {
+                        let Some(p) = memchr::memchr2(b'"', b'\\', chunk.get(i..).unwrap_or_default()) else { return };
+                        i += p;
+                        if chunk.get(i) == Some(&b'\\') {
                             self.lex = Lex::Str { escape: true };
                         } else {
                             self.end_string();
@@ -229,9 +225,7 @@ impl JsonScanner {
                 if self.depth() == self.message_depth && container == Container::Object {
                     self.current = MessageSummary::default();
                 }
-                if self.depth() <= MAX_TRACKED_DEPTH {
-                    self.slots[self.depth() - 1] = Slot::Other;
-                }
+                self.set_slot(self.depth(), Slot::Other);
                 self.expect_key = container == Container::Object;
             }
             b'}' | b']' => {
@@ -253,9 +247,7 @@ impl JsonScanner {
             }
             b',' => {
                 self.expect_key = self.stack.last() == Some(&Container::Object);
-                if self.depth() <= MAX_TRACKED_DEPTH && self.depth() > 0 {
-                    self.slots[self.depth() - 1] = Slot::Other;
-                }
+                self.set_slot(self.depth(), Slot::Other);
             }
             b':' => {
                 self.expect_key = false;
@@ -298,11 +290,18 @@ impl JsonScanner {
     }
 
     fn current_slot(&self) -> Slot {
-        let d = self.depth();
-        if d == 0 || d > MAX_TRACKED_DEPTH {
-            return Slot::Other;
+        self.slot_at(self.depth())
+    }
+
+    /// The slot of the value at `depth` (1-based); `Other` where depths are not tracked.
+    fn slot_at(&self, depth: usize) -> Slot {
+        depth.checked_sub(1).and_then(|i| self.slots.get(i)).copied().unwrap_or(Slot::Other)
+    }
+
+    fn set_slot(&mut self, depth: usize, slot: Slot) {
+        if let Some(s) = depth.checked_sub(1).and_then(|i| self.slots.get_mut(i)) {
+            *s = slot;
         }
-        self.slots[d - 1]
     }
 
     fn end_string(&mut self) {
@@ -326,7 +325,7 @@ impl JsonScanner {
             return;
         }
         let key: &[u8] = if self.key_overflow { b"" } else { &self.key };
-        let parent = if d >= 2 { self.slots[d - 2] } else { Slot::Other };
+        let parent = self.slot_at(d - 1);
         let slot = if d == self.message_depth {
             match key {
                 b"id" => Slot::Id,
@@ -356,7 +355,7 @@ impl JsonScanner {
         } else {
             Slot::Other
         };
-        self.slots[d - 1] = slot;
+        self.set_slot(d, slot);
     }
 
     fn finish_capture(&mut self) {

@@ -204,8 +204,8 @@ pub fn parse_body(body: &[u8]) -> Result<Body<'_>, Rejection> {
     // JSON is UTF-8 (RFC 8259). Checked once up front: serde_json does not check the
     // strings it skips, and parsing from `str` then spares it the per-string check.
     let text = simdutf8::basic::from_utf8(body).map_err(|_| Rejection::Malformed)?;
-    let first = body.iter().position(|b| !b.is_ascii_whitespace()).ok_or(Rejection::Malformed)?;
-    match body[first] {
+    let (first, &opening) = body.iter().enumerate().find(|(_, b)| !b.is_ascii_whitespace()).ok_or(Rejection::Malformed)?;
+    match opening {
         b'{' => {
             let wire: WireMessage = serde_json::from_str(text).map_err(reject)?;
             message(body, first, wire).map(Body::Single).ok_or(Rejection::NotJsonRpc)

@@ -95,11 +95,12 @@ pub fn splice_head(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<Sp
     let mut out = Vec::with_capacity(edits.last().map_or(0, |e| e.end) + extra);
     let mut at = 0;
     for edit in &edits {
-        if edit.start < at || edit.start > edit.end || edit.end > body.len() {
-            // Overlapping edits would mean a planning bug: never emit a corrupt body.
+        // Overlapping or out-of-range edits would mean a planning bug: never emit a
+        // corrupt body.
+        let Some(kept) = body.get(at..edit.start).filter(|_| edit.start <= edit.end && edit.end <= body.len()) else {
             return (None, skipped + 1);
-        }
-        out.extend_from_slice(&body[at..edit.start]);
+        };
+        out.extend_from_slice(kept);
         out.extend_from_slice(edit.text.as_bytes());
         at = edit.end;
     }
@@ -147,26 +148,18 @@ fn plan_existing_meta(open: usize, members: &[Member], write: &MetaWrite, edits:
         }
     }
     // Removals, as maximal runs of adjacent removed members so ranges never overlap.
+    let is_removed = |i: usize| removed.get(i).copied().unwrap_or(false);
     let mut i = 0;
-    while i < members.len() {
-        if !removed[i] {
-            i += 1;
-            continue;
-        }
-        let first = i;
-        while i + 1 < members.len() && removed[i + 1] {
-            i += 1;
-        }
-        let last = i;
-        let (start, end) = if last + 1 < members.len() {
-            (members[first].key_start, members[last + 1].key_start) // up to the next kept key
-        } else if first > 0 {
-            (members[first - 1].value_end, members[last].value_end) // from the previous kept value
-        } else {
-            (members[first].key_start, members[last].value_end) // everything
+    while let Some(first) = (i..members.len()).find(|&j| is_removed(j)) {
+        let after = (first..members.len()).find(|&j| !is_removed(j)).unwrap_or(members.len());
+        let (Some(run_first), Some(run_last)) = (members.get(first), after.checked_sub(1).and_then(|l| members.get(l))) else { break };
+        let (start, end) = match (members.get(after), first.checked_sub(1).and_then(|p| members.get(p))) {
+            (Some(next), _) => (run_first.key_start, next.key_start), // up to the next kept key
+            (None, Some(previous)) => (previous.value_end, run_last.value_end), // from the previous kept value
+            (None, None) => (run_first.key_start, run_last.value_end), // everything
         };
         edits.push(Edit { start, end, text: String::new() });
-        i += 1;
+        i = after;
     }
     // Keys we set that are not there yet: insert right after `{`.
     let text = set_members(write.keys.iter().filter(|(k, _)| !members.iter().any(|m| &m.key == k)));

@@ -99,17 +99,14 @@ impl SseReader {
                 i = 1;
             }
         }
-        while i < chunk.len() {
-            let b = chunk[i];
+        while let Some(&b) = chunk.get(i) {
             if b == b'\n' || b == b'\r' {
                 self.end_line(events);
                 if b == b'\r' {
-                    if i + 1 < chunk.len() {
-                        if chunk[i + 1] == b'\n' {
-                            i += 1;
-                        }
-                    } else {
-                        self.after_cr = true;
+                    match chunk.get(i + 1) {
+                        Some(b'\n') => i += 1,
+                        Some(_) => {}
+                        None => self.after_cr = true,
                     }
                 }
                 i += 1;
@@ -143,9 +140,10 @@ impl SseReader {
                 }
                 Line::Value(field) => {
                     // Take the whole run up to the line end at once.
-                    let end = memchr::memchr2(b'\n', b'\r', &chunk[i..]).map_or(chunk.len(), |p| i + p);
-                    self.value_bytes(field, &chunk[i..end]);
-                    i = end;
+                    let rest = chunk.get(i..).unwrap_or_default();
+                    let run = memchr::memchr2(b'\n', b'\r', rest).map_or(rest.len(), |p| p);
+                    self.value_bytes(field, rest.get(..run).unwrap_or_default());
+                    i += run;
                 }
             }
         }
@@ -200,14 +198,14 @@ impl SseReader {
                 self.data_bytes += bytes.len();
                 if self.event_type == b"endpoint" {
                     let room = MAX_ENDPOINT.saturating_sub(self.endpoint.len());
-                    self.endpoint.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                    self.endpoint.extend_from_slice(bytes.get(..room).unwrap_or(bytes));
                 } else {
                     self.scanner.feed(bytes, &mut self.messages);
                 }
             }
             Field::Event => {
                 let room = MAX_EVENT_TYPE.saturating_sub(self.event_type.len());
-                self.event_type.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                self.event_type.extend_from_slice(bytes.get(..room).unwrap_or(bytes));
             }
             Field::Ignored => {}
         }

@@ -23,7 +23,7 @@ impl TraceParent {
             return None;
         }
         let (version, trace_id, span_id, flags) = (value.get(0..2)?, value.get(3..35)?, value.get(36..52)?, value.get(53..55)?);
-        if bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
+        if [2, 35, 52].iter().any(|&at| bytes.get(at) != Some(&b'-')) {
             return None;
         }
         if ![version, trace_id, span_id, flags].iter().all(|p| is_lower_hex(p)) || version == "ff" {
@@ -32,7 +32,7 @@ impl TraceParent {
         if version == "00" && bytes.len() != 55 {
             return None;
         }
-        if bytes.len() > 55 && bytes[55] != b'-' {
+        if bytes.len() > 55 && bytes.get(55) != Some(&b'-') {
             return None;
         }
         let mut parsed = TraceParent { trace_id: [0; 16], span_id: [0; 8], flags: 0 };
@@ -40,7 +40,7 @@ impl TraceParent {
         hex::decode_to_slice(span_id, &mut parsed.span_id).ok()?;
         let mut flag = [0u8; 1];
         hex::decode_to_slice(flags, &mut flag).ok()?;
-        parsed.flags = flag[0];
+        [parsed.flags] = flag;
         if parsed.trace_id == [0; 16] || parsed.span_id == [0; 8] {
             return None;
         }
