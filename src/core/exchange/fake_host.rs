@@ -64,8 +64,9 @@ impl Host for FakeHost {
     }
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
         self.calls.set(self.calls.get() + 1);
-        // As Envoy: a zero-length read returns no buffer at all.
-        (size > 0).then(|| self.request_body[..size.min(self.request_body.len())].to_vec())
+        // As Envoy: a read that finds no bytes returns no buffer at all.
+        let bytes = &self.request_body[..size.min(self.request_body.len())];
+        (!bytes.is_empty()).then(|| bytes.to_vec())
     }
     fn replace_request_body_head(&mut self, replaced: usize, head: &[u8]) {
         self.calls.set(self.calls.get() + 1);
@@ -135,15 +136,41 @@ pub fn config(json: &str) -> Rc<Config> {
     Rc::new(Config::parse(json.as_bytes()).unwrap())
 }
 
-/// Runs the request side; returns the exchange for the response side.
+/// Runs the request side with `host.request_body` as one chunk; leaves what went
+/// upstream in `host.request_body`, and returns the exchange for the response side.
 pub fn request(conf: &Rc<Config>, host: &mut FakeHost) -> Exchange {
     let mut ex = Exchange::new(conf.clone());
-    ex.on_request_headers(false, host);
-    let len = host.request_body.len();
-    if matches!(ex.body, body::BodyHold::Holding | body::BodyHold::Observing(_)) || conf.role == crate::core::config::Role::Downstream {
-        assert_eq!(ex.on_request_body(len, true, host), Action::Continue);
+    let body = std::mem::take(&mut host.request_body);
+    let bodyless = body.is_empty();
+    ex.on_request_headers(bodyless, host);
+    if !bodyless {
+        host.request_body = deliver_body(&mut ex, host, &[&body], false);
     }
     ex
+}
+
+/// Delivers a request body as Envoy does and returns what went upstream. Chunks arrive
+/// one by one; while the filter pauses, Envoy holds them and each callback's size is the
+/// whole held body, which the filter may read and rewrite; Continue releases what is
+/// held, and from then on each callback sees only its own chunk. The last chunk ends the
+/// stream, or trailers do.
+pub fn deliver_body(ex: &mut Exchange, host: &mut FakeHost, chunks: &[&[u8]], trailers: bool) -> Vec<u8> {
+    let mut upstream = Vec::new();
+    host.request_body.clear();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let end_of_stream = i + 1 == chunks.len() && !trailers;
+        host.request_body.extend_from_slice(chunk);
+        let size = host.request_body.len();
+        if ex.on_request_body(size, end_of_stream, host) == Action::Continue {
+            upstream.append(&mut host.request_body);
+        }
+    }
+    if trailers {
+        assert_eq!(ex.on_request_trailers(host), Action::Continue, "trailers end the request");
+        upstream.append(&mut host.request_body);
+    }
+    assert!(host.request_body.is_empty(), "the end of the request released everything held");
+    upstream
 }
 
 pub fn respond(ex: &mut Exchange, host: &mut FakeHost, status: &str, content_type: &str, chunks: &[&[u8]]) {

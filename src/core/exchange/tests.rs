@@ -531,3 +531,73 @@ fn get_stream_and_delete_carry_the_session() {
     assert_eq!(host.properties["mcp_trace.span_name"], "DELETE /mcp");
     assert_eq!(remembered(&host, "srv-9"), None, "DELETE ends it");
 }
+
+/// The request side callback by callback, as Envoy delivers bodies: what goes upstream,
+/// its framing, and what is counted, for every way a request body can arrive.
+#[test]
+fn request_lifecycles() {
+    /// How the request ends up upstream.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Upstream {
+        /// With `_meta` written (and no `content-length`: the headers left first).
+        Spliced,
+        /// Byte for byte as sent, with its `content-length` if it had one.
+        Untouched,
+        /// Byte for byte, but its `content-length` went with the headers (the body was
+        /// held for rewriting, then found unreadable).
+        UntouchedUnframed,
+    }
+    use Upstream::*;
+    let call = CALL.as_bytes();
+    let (head, tail) = call.split_at(40);
+    let observe_only = r#"{"meta":{"trace_context":false,"request_id_key":null,"session_id_key":null}}"#;
+    let small = r#"{"max_body_bytes":64}"#;
+    let small_observed = r#"{"max_body_bytes":64,"meta":{"trace_context":false,"request_id_key":null,"session_id_key":null}}"#;
+    // (case, configuration, content-length sent, chunks (None: the headers end the stream),
+    //  trailers, upstream, passthrough reason counted)
+    type Case = (&'static str, &'static str, bool, Option<Vec<&'static [u8]>>, bool, Upstream, Option<PassReason>);
+    let cases: Vec<Case> = vec![
+        ("bodyless", "{}", false, None, false, Untouched, Some(PassReason::Malformed)),
+        ("one chunk", "{}", true, Some(vec![call]), false, Spliced, None),
+        ("chunked", "{}", false, Some(vec![head, tail]), false, Spliced, None),
+        ("byte by byte", "{}", true, Some(call.chunks(1).collect()), false, Spliced, None),
+        ("empty final frame", "{}", false, Some(vec![head, tail, b""]), false, Spliced, None),
+        ("trailers", "{}", false, Some(vec![head, tail]), true, Spliced, None),
+        ("empty body", "{}", true, Some(vec![b""]), false, UntouchedUnframed, Some(PassReason::Malformed)),
+        ("empty body, trailers", "{}", false, Some(vec![b""]), true, Untouched, Some(PassReason::Malformed)),
+        ("declared over the limit", small, true, Some(vec![head, tail]), false, Untouched, Some(PassReason::OverLimit)),
+        ("found over the limit", small, false, Some(vec![head, tail]), false, Untouched, Some(PassReason::OverLimit)),
+        ("over the limit at trailers", small, false, Some(vec![&call[..60], &call[60..]]), true, Untouched, Some(PassReason::OverLimit)),
+        ("observed", observe_only, true, Some(vec![head, tail]), false, Untouched, None),
+        ("observed, over the limit", small_observed, false, Some(vec![head, tail]), false, Untouched, Some(PassReason::OverLimit)),
+    ];
+    for (name, conf, content_length, chunks, trailers, expected, counted) in cases {
+        let mut host = FakeHost::post(CALL, &[("mcp-session-id", "s-1")]);
+        if !content_length {
+            host.set_request_header("content-length", None);
+        }
+        let mut ex = Exchange::new(config(conf));
+        assert_eq!(ex.on_request_headers(chunks.is_none(), &mut host), Action::Continue, "{name}: request headers are never held");
+        let upstream = chunks.as_ref().map(|c| deliver_body(&mut ex, &mut host, c, trailers)).unwrap_or_default();
+        let sent: Vec<u8> = chunks.iter().flatten().flat_map(|c| c.iter().copied()).collect();
+        match expected {
+            Spliced => {
+                let body: serde_json::Value = serde_json::from_slice(&upstream).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(body["params"]["_meta"]["io.github.mcp-trace/request-id"].is_string(), "{name}");
+                assert_eq!(host.properties.get("mcp_trace.span_name").map(String::as_str), Some("tools/call get_weather"), "{name}");
+                assert_eq!(host.header("content-length"), None, "{name}");
+            }
+            Untouched | UntouchedUnframed => {
+                assert_eq!(upstream, sent, "{name}: passed on byte for byte");
+                let length = content_length && expected == Untouched;
+                assert_eq!(host.header("content-length").is_some(), length, "{name}: content-length");
+            }
+        }
+        if name.starts_with("observed") && counted.is_none() {
+            assert_eq!(host.properties.get("mcp.method.name").map(String::as_str), Some("tools/call"), "{name}: still read and tagged");
+        }
+        for reason in [PassReason::Malformed, PassReason::OverLimit, PassReason::NotJsonRpc] {
+            assert_eq!(host.count(Counter::Passthrough(reason)), i64::from(counted == Some(reason)), "{name}: {reason:?}");
+        }
+    }
+}
