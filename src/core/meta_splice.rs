@@ -51,16 +51,12 @@ pub enum SpliceSkip {
     Untouchable,
 }
 
-/// The whole body after [`splice_head`] (the filter itself only replaces the head).
+/// What the host does with a [`SplicedHead`]: drain `replaces` bytes, prepend the head.
 #[cfg(test)]
-pub fn splice(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<Vec<u8>>, usize) {
-    let (head, skipped) = splice_head(body, targets);
-    let full = head.map(|head| {
-        let mut out = head.bytes;
-        out.extend_from_slice(body.get(head.replaces..).unwrap_or_default());
-        out
-    });
-    (full, skipped)
+pub fn apply_head(body: &[u8], head: &SplicedHead) -> Vec<u8> {
+    let mut out = head.bytes.clone();
+    out.extend_from_slice(body.get(head.replaces..).unwrap_or_default());
+    out
 }
 
 /// The part of the body that changes: `bytes` replace `body[..replaces]`, and everything
@@ -226,9 +222,9 @@ mod tests {
     fn apply(body: &str, write: &MetaWrite) -> String {
         let parsed = parse_body(body.as_bytes()).unwrap();
         let targets: Vec<(&Layout, &MetaWrite)> = parsed.messages().iter().map(|m| (&m.layout, write)).collect();
-        let (out, skipped) = splice(body.as_bytes(), &targets);
+        let (head, skipped) = splice_head(body.as_bytes(), &targets);
         assert_eq!(skipped, 0);
-        let out = String::from_utf8(out.expect("changed")).unwrap();
+        let out = String::from_utf8(apply_head(body.as_bytes(), &head.expect("changed"))).unwrap();
         serde_json::from_str::<serde_json::Value>(&out).expect("still valid JSON");
         out
     }
@@ -336,8 +332,8 @@ mod tests {
         ] {
             let parsed = parse_body(input.as_bytes()).unwrap();
             let w = write_tp();
-            let (out, skipped) = splice(input.as_bytes(), &[(&parsed.messages()[0].layout, &w)]);
-            assert_eq!((out, skipped), (None, 1), "{input}");
+            let (head, skipped) = splice_head(input.as_bytes(), &[(&parsed.messages()[0].layout, &w)]);
+            assert_eq!((head, skipped), (None, 1), "{input}");
         }
     }
 

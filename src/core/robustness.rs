@@ -7,7 +7,7 @@
 use crate::core::config::Config;
 use crate::core::json_scan::JsonScanner;
 use crate::core::jsonrpc::{parse_body, skim_agrees_with_serde};
-use crate::core::meta_splice::{splice, MetaWrite};
+use crate::core::meta_splice::{apply_head, splice_head, MetaWrite};
 use crate::core::propagation::{plan, HeaderContext, ParentMode};
 use crate::core::sse::SseReader;
 use crate::core::trace_context::{validate_tracestate, TraceParent};
@@ -74,15 +74,16 @@ fn request_bodies_never_panic_and_splices_stay_valid() {
         let w = write();
         let planned: Vec<MetaWrite> =
             parsed.messages().iter().map(|m| plan(ParentMode::OwnSpan, &header, &m.meta_context, true).meta).collect();
+        // serde_json::Value keeps the last of duplicate keys, so "valid JSON" alone would
+        // pass a splice that added a second `_meta` or `traceparent`: check keys too.
+        let unique_before = has_unique_keys(&body);
         for writes in [vec![w; parsed.messages().len()], planned] {
             let targets: Vec<_> = parsed.messages().iter().zip(writes.iter()).map(|(m, w)| (&m.layout, w)).collect();
-            if let (Some(out), _) = splice(&body, &targets) {
-                assert!(
-                    serde_json::from_slice::<serde_json::Value>(&out).is_ok(),
-                    "splice broke a valid body:\n in: {}\nout: {}",
-                    String::from_utf8_lossy(&body),
-                    String::from_utf8_lossy(&out)
-                );
+            if let (Some(head), _) = splice_head(&body, &targets) {
+                let out = apply_head(&body, &head);
+                let show = || format!("\n in: {}\nout: {}", String::from_utf8_lossy(&body), String::from_utf8_lossy(&out));
+                assert!(serde_json::from_slice::<serde_json::Value>(&out).is_ok(), "splice broke a valid body:{}", show());
+                assert!(!unique_before || has_unique_keys(&out), "splice duplicated a key:{}", show());
             }
         }
     }
@@ -117,26 +118,104 @@ fn params_skim_agrees_with_serde_on_mutated_objects() {
     assert!(valid > 1_000 && skimmed * 10 > valid * 8, "{valid} mutated objects were valid JSON, {skimmed} skimmed");
 }
 
+/// Any bytes, however cut into chunks, read as they would whole: the scanners never
+/// panic, and what they report does not depend on where the network cut the stream.
 #[test]
-fn response_scanners_never_panic_on_any_bytes() {
+fn response_scanners_read_any_bytes_the_same_however_they_are_cut() {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     for i in 0..20_000 {
         let seed = SEEDS[i % SEEDS.len()].as_bytes();
         let body = mutate(&mut rng, seed);
-        let mut scanner = JsonScanner::new();
-        let mut out = Vec::new();
-        for chunk in body.chunks(1 + rng.below(7)) {
-            scanner.feed(chunk, &mut out);
-        }
-        let mut sse = SseReader::new();
-        let mut events = Vec::new();
-        let mut stream = b"event: message\r\ndata: ".to_vec();
+        let json = |cuts: &mut dyn Iterator<Item = &[u8]>| {
+            let (mut scanner, mut out) = (JsonScanner::new(), Vec::new());
+            cuts.for_each(|chunk| scanner.feed(chunk, &mut out));
+            (out, scanner.failed())
+        };
+        let cuts = random_cuts(&mut rng, &body);
+        assert_eq!(json(&mut cuts.iter().copied()), json(&mut std::iter::once(&body[..])), "{}", String::from_utf8_lossy(&body));
+
+        let mut stream = if i % 3 == 0 { b"\xEF\xBB\xBF".to_vec() } else { Vec::new() };
+        stream.extend_from_slice(b"event: message\r\ndata: ");
         stream.extend_from_slice(&body);
-        stream.extend_from_slice(b"\n\n: c\rdata\r\n\r\n");
-        for chunk in stream.chunks(1 + rng.below(9)) {
-            sse.feed(chunk, &mut events);
+        stream.extend_from_slice(b"\n\n: c\rdata\r\n\r\nevent: x\n\ndata: {\"id\":1,\"result\":{}}\r");
+        let sse = |cuts: &mut dyn Iterator<Item = &[u8]>| {
+            let (mut reader, mut events) = (SseReader::new(), Vec::new());
+            cuts.for_each(|chunk| reader.feed(chunk, &mut events));
+            events
+        };
+        let cuts = random_cuts(&mut rng, &stream);
+        assert_eq!(sse(&mut cuts.iter().copied()), sse(&mut std::iter::once(&stream[..])), "{}", String::from_utf8_lossy(&stream));
+    }
+}
+
+/// `input` cut at random places (empty chunks included, as a network may deliver).
+fn random_cuts<'a>(rng: &mut Rng, input: &'a [u8]) -> Vec<&'a [u8]> {
+    let mut cuts = Vec::new();
+    let mut at = 0;
+    while at < input.len() {
+        let end = (at + rng.below(12)).min(input.len());
+        cuts.push(&input[at..end]);
+        at = end;
+    }
+    cuts
+}
+
+/// True when no JSON object in `bytes` has a key twice (and it parses at all).
+fn has_unique_keys(bytes: &[u8]) -> bool {
+    use serde::de::{Deserialize, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    struct Unique;
+    impl<'de> Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Unique, D::Error> {
+            d.deserialize_any(UniqueVisitor)
         }
     }
+    struct UniqueVisitor;
+    impl<'de> Visitor<'de> for UniqueVisitor {
+        type Value = Unique;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+            let mut keys = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !keys.insert(key.clone()) {
+                    return Err(A::Error::custom(format!("duplicate key {key:?}")));
+                }
+                map.next_value::<Unique>()?;
+            }
+            Ok(Unique)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+            while seq.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E>(self) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+    }
+    serde_json::from_slice::<Unique>(bytes).is_ok()
+}
+
+#[test]
+fn the_duplicate_key_oracle_can_fail() {
+    assert!(has_unique_keys(br#"{"a":{"b":1,"c":[{"d":2}]},"e":null}"#));
+    assert!(!has_unique_keys(br#"{"params":{"_meta":{"traceparent":"x","traceparent":"y"}}}"#));
+    assert!(!has_unique_keys(br#"[{"params":{}},{"params":{},"params":{}}]"#));
 }
 
 #[test]

@@ -93,7 +93,9 @@ impl SseReader {
     /// Reads `chunk`, appending each event it completes to `events`.
     pub fn feed(&mut self, chunk: &[u8], events: &mut Vec<SseEvent>) {
         let mut i = self.skip_byte_order_mark(chunk);
-        if self.after_cr {
+        // A CR that ended the last chunk and an LF that opens this one are one line end
+        // (an empty chunk between them changes nothing).
+        if self.after_cr && !chunk.is_empty() {
             self.after_cr = false;
             if chunk.first() == Some(&b'\n') {
                 i = 1;
@@ -339,6 +341,15 @@ event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\r\ndata: \"result\":{\"co
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].messages.len(), 1);
         assert!(read_all(&[b"data: 1\n\n\xEF\xBB\xBFdata: 2\n\n"]).len() == 1, "only at the start of the stream");
+    }
+
+    /// Found by the randomised cutting: an empty chunk between a CR and its LF made two
+    /// line ends of one, and a blank line out of nothing.
+    #[test]
+    fn an_empty_chunk_between_cr_and_lf_is_nothing() {
+        let whole = read_all(&[b"event: message\r\ndata: {\"id\":3,\"result\":{}}\n\n"]);
+        assert_eq!(read_all(&[b"event: message\r", b"", b"\ndata: {\"id\":3,\"result\":{}}\n\n"]), whole);
+        assert_eq!(whole[0].event_type.as_deref(), Some("message"));
     }
 
     #[test]
