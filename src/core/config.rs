@@ -137,6 +137,15 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 512 * 1024;
 /// Above this a request body is not worth holding in the VM: Envoy's buffers would have
 /// refused it long before, and the filter must not be the reason for a 413.
 pub const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Bounds of the other settings: enough for any deployment, small enough that nothing
+/// downstream of them (stat names, memory, timers) misbehaves.
+pub const MAX_FLUSH_INTERVAL_MS: u64 = 60_000;
+pub const MAX_QUEUED_SPANS: usize = 1_000_000;
+pub const MAX_SESSION_ENTRIES: usize = 1_000_000;
+/// Per-tool counters are stats: bounded, so their cardinality is.
+pub const MAX_TOOL_METRICS: usize = 100;
+/// Longest header name and tool name (in a stat name) a configuration may give.
+pub const MAX_NAME_LEN: usize = 64;
 /// Longest a learned session is remembered. Bounded so an expiry time cannot overflow.
 pub const MAX_SESSION_TTL_SECONDS: u64 = 30 * 24 * 3600;
 pub const DEFAULT_REQUEST_ID_KEY: &str = "io.github.mcp-trace/request-id";
@@ -298,11 +307,14 @@ impl Config {
         if !own.path.starts_with('/') {
             return Err(err("own_spans.path", format!("must be an absolute path like \"/v1/traces\", got {:?}", own.path)));
         }
-        if own.flush_interval_ms == 0 || own.flush_interval_ms > 60_000 {
-            return Err(err("own_spans.flush_interval_ms", format!("must be between 1 and 60000, got {}", own.flush_interval_ms)));
+        if own.flush_interval_ms == 0 || own.flush_interval_ms > MAX_FLUSH_INTERVAL_MS {
+            return Err(err(
+                "own_spans.flush_interval_ms",
+                format!("must be between 1 and {MAX_FLUSH_INTERVAL_MS}, got {}", own.flush_interval_ms),
+            ));
         }
-        if own.max_queue_spans == 0 || own.max_queue_spans > 1_000_000 {
-            return Err(err("own_spans.max_queue_spans", format!("must be between 1 and 1000000, got {}", own.max_queue_spans)));
+        if own.max_queue_spans == 0 || own.max_queue_spans > MAX_QUEUED_SPANS {
+            return Err(err("own_spans.max_queue_spans", format!("must be between 1 and {MAX_QUEUED_SPANS}, got {}", own.max_queue_spans)));
         }
         if own.max_batch_spans == 0 || own.max_batch_spans > own.max_queue_spans {
             return Err(err(
@@ -316,8 +328,8 @@ impl Config {
         if !(0.0..=1.0).contains(&own.root_sample_ratio) {
             return Err(err("own_spans.root_sample_ratio", format!("must be between 0.0 and 1.0, got {}", own.root_sample_ratio)));
         }
-        if raw.sessions.max_entries > 1_000_000 {
-            return Err(err("sessions.max_entries", format!("must be at most 1000000, got {}", raw.sessions.max_entries)));
+        if raw.sessions.max_entries > MAX_SESSION_ENTRIES {
+            return Err(err("sessions.max_entries", format!("must be at most {MAX_SESSION_ENTRIES}, got {}", raw.sessions.max_entries)));
         }
         if raw.sessions.ttl_seconds == 0 || raw.sessions.ttl_seconds > MAX_SESSION_TTL_SECONDS {
             return Err(err(
@@ -325,14 +337,17 @@ impl Config {
                 format!("must be between 1 and {MAX_SESSION_TTL_SECONDS} (30 days), got {}", raw.sessions.ttl_seconds),
             ));
         }
-        if raw.tool_metrics.len() > 100 {
-            return Err(err("tool_metrics", format!("at most 100 tools may get their own counters, got {}", raw.tool_metrics.len())));
+        if raw.tool_metrics.len() > MAX_TOOL_METRICS {
+            return Err(err(
+                "tool_metrics",
+                format!("at most {MAX_TOOL_METRICS} tools may get their own counters, got {}", raw.tool_metrics.len()),
+            ));
         }
         for (i, tool) in raw.tool_metrics.iter().enumerate() {
-            if !tool.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./".contains(&b)) || tool.is_empty() || tool.len() > 64 {
+            if !tool.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./".contains(&b)) || tool.is_empty() || tool.len() > MAX_NAME_LEN {
                 return Err(err(
                     &format!("tool_metrics[{i}]"),
-                    format!("tool names for metrics must be 1-64 characters of [A-Za-z0-9_.-/], got {tool:?}"),
+                    format!("tool names for metrics must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9_.-/], got {tool:?}"),
                 ));
             }
         }
@@ -374,7 +389,7 @@ impl Config {
 }
 
 fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
-    let valid = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let valid = !name.is_empty() && name.len() <= MAX_NAME_LEN && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if valid {
         Ok(name.to_ascii_lowercase())
     } else {

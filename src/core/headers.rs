@@ -21,6 +21,8 @@ pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
 pub const BAGGAGE: &str = "baggage";
 
+const MAX_PREALLOCATED_HEADERS: usize = 256;
+
 /// A header map as Envoy hands it over: the serialised bytes, kept whole, plus where
 /// each name and value lies in them. Reading a request's headers then costs two
 /// allocations instead of two per header (every request's headers are read once per
@@ -39,7 +41,8 @@ impl HeaderList {
     pub fn from_serialized(bytes: Vec<u8>) -> HeaderList {
         let read_u32 = |at: usize| bytes.get(at..at.saturating_add(4)).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_le_bytes);
         let count = read_u32(0).unwrap_or(0) as usize;
-        let mut entries = Vec::with_capacity(count.min(256));
+        // The count comes from the host; room for a sane number of headers, no more.
+        let mut entries = Vec::with_capacity(count.min(MAX_PREALLOCATED_HEADERS));
         let mut at = count.saturating_mul(8).saturating_add(4);
         for n in 0..count {
             let (Some(name_len), Some(value_len)) = (read_u32(4 + n * 8), read_u32(8 + n * 8)) else { break };

@@ -12,6 +12,9 @@ use crate::core::jsonrpc::RequestId;
 
 /// Longest value we keep for a captured member; longer values are cut.
 pub const MAX_CAPTURE: usize = 256;
+/// Longest key kept while scanning: the keys we look for are short, longer ones are
+/// none of them.
+const MAX_KEY_LEN: usize = 32;
 /// Deeper nesting than this is followed by counting only (no key tracking needed there).
 const MAX_TRACKED_DEPTH: usize = 4;
 /// Deeper than this we stop following the body (it is still passed on untouched).
@@ -195,7 +198,7 @@ impl JsonScanner {
 
     fn keep(&mut self, b: u8) {
         if self.in_key() {
-            if self.key.len() < 32 {
+            if self.key.len() < MAX_KEY_LEN {
                 self.key.push(b);
             } else {
                 self.key_overflow = true;

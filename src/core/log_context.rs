@@ -3,18 +3,21 @@
 
 use crate::core::text::bounded_printable;
 
+/// Longest id, key name or target a log line quotes (they are client-chosen).
+pub const MAX_LOGGED_LEN: usize = 64;
+
 /// The prefix for this request's log lines.
 pub fn prefix(request_id: Option<&str>, session_id: Option<&str>) -> String {
     format!(
         "[req={}|session={}]",
-        request_id.map_or_else(|| "-".to_string(), |r| bounded_printable(r, 64)),
-        session_id.map_or_else(|| "-".to_string(), |s| bounded_printable(s, 64))
+        request_id.map_or_else(|| "-".to_string(), |r| bounded_printable(r, MAX_LOGGED_LEN)),
+        session_id.map_or_else(|| "-".to_string(), |s| bounded_printable(s, MAX_LOGGED_LEN))
     )
 }
 
 /// Tool-argument key names for a log line: names only, never values.
 pub fn argument_keys(keys: &[String]) -> String {
-    let names: Vec<String> = keys.iter().map(|k| bounded_printable(k, 64)).collect();
+    let names: Vec<String> = keys.iter().map(|k| bounded_printable(k, MAX_LOGGED_LEN)).collect();
     format!("[{}]", names.join(","))
 }
 

@@ -44,6 +44,9 @@ pub mod keys {
 
 /// `error.type` for a `CallToolResult` with `isError: true`.
 pub const TOOL_ERROR: &str = "tool_error";
+/// Longest JSON-RPC error code kept (an integer's text).
+const MAX_ERROR_CODE_LEN: usize = 32;
+
 /// Longest attribute value we emit (tool names, URIs, error messages are client- or
 /// server-chosen).
 pub const MAX_ATTRIBUTE_LEN: usize = 256;
@@ -188,7 +191,7 @@ impl Outcome {
     /// From the response message that answers the request.
     pub fn from_response(summary: &MessageSummary) -> Outcome {
         if let Some(code) = summary.error_code.as_deref() {
-            let code = bounded_printable(code, 32);
+            let code = bounded_printable(code, MAX_ERROR_CODE_LEN);
             return Outcome {
                 error_type: Some(code.clone()),
                 status_code: Some(code),

@@ -5,12 +5,12 @@ use super::{Exchange, Host};
 use crate::core::headers;
 use crate::core::ids::random_unit;
 use crate::core::jsonrpc::{parse_body, Body, Message, MessageKind, Rejection, RequestId};
-use crate::core::log_context;
+use crate::core::log_context::{self, MAX_LOGGED_LEN};
 use crate::core::meta_splice::{splice_head, MetaWrite};
 use crate::core::metrics::{method_index, Counter, PassReason};
 use crate::core::otlp::root_sampled;
 use crate::core::propagation::{plan, OwnSpanContext, ParentMode};
-use crate::core::span::{request_attributes, span_name, Attributes, Outcome, RequestFacts};
+use crate::core::span::{request_attributes, span_name, Attributes, Outcome, RequestFacts, MAX_ATTRIBUTE_LEN};
 use crate::core::text::bounded_printable;
 
 /// One JSON-RPC message of the request, as a span-to-be.
@@ -134,8 +134,8 @@ impl Exchange {
             return;
         }
         let method = message.method.as_deref().unwrap_or("response");
-        let target = message.target.as_deref().map(|t| format!(" {}", bounded_printable(t, 128))).unwrap_or_default();
-        let id = message.id.as_ref().map(|i| format!(" id={}", bounded_printable(i.as_str(), 64))).unwrap_or_default();
+        let target = message.target.as_deref().map(|t| format!(" {}", bounded_printable(t, MAX_ATTRIBUTE_LEN))).unwrap_or_default();
+        let id = message.id.as_ref().map(|i| format!(" id={}", bounded_printable(i.as_str(), MAX_LOGGED_LEN))).unwrap_or_default();
         if message.method.as_deref() == Some("tools/call") && self.config.log_argument_keys {
             log::debug!(
                 "{} {method}{target}{id} argument_keys={}",

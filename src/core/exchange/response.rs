@@ -6,6 +6,7 @@ use super::classify::Transport;
 use super::{now_secs, Exchange, Host};
 use crate::core::headers;
 use crate::core::json_scan::{JsonScanner, MessageSummary};
+use crate::core::log_context::MAX_LOGGED_LEN;
 use crate::core::metrics::Counter;
 use crate::core::session::{query_param, Session, SessionOrigin, MAX_SESSION_ID_LEN};
 use crate::core::span::{keys, Outcome, Value};
@@ -189,7 +190,7 @@ impl Exchange {
         // costs a slot nobody will ask for.)
         let alias = self.identity.session.as_ref().filter(|s| s.origin != SessionOrigin::Generated).map(|s| s.id.as_str());
         self.config.sessions.learn(host, now_secs(host), &assigned, alias);
-        log::debug!("{} server assigned session {}", self.log_prefix(), bounded_printable(&assigned, 64));
+        log::debug!("{} server assigned session {}", self.log_prefix(), bounded_printable(&assigned, MAX_LOGGED_LEN));
         for op in &mut self.operations {
             op.attributes.retain(|(k, _)| *k != keys::MCP_SESSION_ID);
             op.attributes.push((keys::MCP_SESSION_ID, Value::Str(assigned.clone())));
@@ -205,7 +206,7 @@ impl Exchange {
             return;
         }
         let Some(id) = query_param(endpoint, "session_id").filter(|s| is_visible_ascii(s, MAX_SESSION_ID_LEN)) else { return };
-        log::debug!("{} legacy SSE stream announced session {}", self.log_prefix(), bounded_printable(id, 64));
+        log::debug!("{} legacy SSE stream announced session {}", self.log_prefix(), bounded_printable(id, MAX_LOGGED_LEN));
         host.set_property(keys::MCP_SESSION_ID, id);
         self.config.sessions.learn(host, now_secs(host), id, None);
         self.identity.session = Some(Session::new(id.to_string(), SessionOrigin::Server));
