@@ -35,14 +35,18 @@ pub struct Duties {
     pub mcp: bool,
     /// The `traceparent` it sees is Envoy's own span (the router injected it).
     pub sees_envoy_span: bool,
+    /// Tag the responses Envoy makes itself (no route, upstream unreachable, timeout…),
+    /// which the paired upstream instance never sees.
+    pub local_replies: bool,
 }
 
 impl Role {
     pub fn duties(self) -> Duties {
         match self {
-            Role::Standalone => Duties { identity: true, mcp: true, sees_envoy_span: false },
-            Role::Downstream => Duties { identity: true, mcp: false, sees_envoy_span: false },
-            Role::Upstream => Duties { identity: false, mcp: true, sees_envoy_span: true },
+            // A standalone instance sees local replies in its own response path.
+            Role::Standalone => Duties { identity: true, mcp: true, sees_envoy_span: false, local_replies: false },
+            Role::Downstream => Duties { identity: true, mcp: false, sees_envoy_span: false, local_replies: true },
+            Role::Upstream => Duties { identity: false, mcp: true, sees_envoy_span: true, local_replies: false },
         }
     }
 }
@@ -68,9 +72,24 @@ pub struct MetaConfig {
     pub session_id_key: Option<String>,
 }
 
+/// When the filter reports MCP spans of its own (OTLP/HTTP JSON through an Envoy cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnSpanMode {
+    /// Exactly when Envoy's span cannot be the MCP server's parent on the client's trace:
+    /// the client's context came only in `params._meta` (or `_meta` and the header are on
+    /// different traces), the filter cannot see Envoy's span (single-instance layout), or
+    /// Envoy started none (a malformed `traceparent`).
+    Auto,
+    /// For every MCP request and notification.
+    Always,
+    /// Never: the server continues Envoy's span (paired layout) or the client's context.
+    Off,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct OwnSpansConfig {
-    pub enabled: bool,
+    pub mode: OwnSpanMode,
     /// Envoy cluster that receives OTLP/HTTP JSON.
     pub cluster: String,
     pub authority: String,
@@ -185,7 +204,7 @@ impl Default for RawConfig {
             session_sources: ["header:mcp-session-id", "header:x-session-id", "header:x-correlation-id", "query:session_id", "bearer"]
                 .map(String::from)
                 .to_vec(),
-            generate_session_id: true,
+            generate_session_id: false,
             endpoint_paths: vec!["/mcp".into(), "/sse".into(), "/messages".into()],
             meta: RawMeta::default(),
             record_resource_uri: false,
@@ -218,7 +237,7 @@ impl Default for RawMeta {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawOwnSpans {
-    enabled: bool,
+    mode: OwnSpanMode,
     cluster: String,
     authority: String,
     path: String,
@@ -233,7 +252,7 @@ struct RawOwnSpans {
 impl Default for RawOwnSpans {
     fn default() -> Self {
         RawOwnSpans {
-            enabled: false,
+            mode: OwnSpanMode::Auto,
             cluster: "otel_collector".into(),
             authority: "otel-collector".into(),
             path: "/v1/traces".into(),
@@ -301,7 +320,7 @@ impl Config {
             return Err(err("meta.session_id_key", "must differ from meta.request_id_key (one _meta key cannot hold both ids)"));
         }
         let own = raw.own_spans;
-        if own.enabled && own.cluster.is_empty() {
+        if own.mode != OwnSpanMode::Off && own.cluster.is_empty() {
             return Err(err("own_spans.cluster", "must name the Envoy cluster of the OTLP/HTTP collector"));
         }
         if !own.path.starts_with('/') {
@@ -365,7 +384,7 @@ impl Config {
             record_resource_uri: raw.record_resource_uri,
             log_argument_keys: raw.log_argument_keys,
             own_spans: OwnSpansConfig {
-                enabled: own.enabled,
+                mode: own.mode,
                 cluster: own.cluster,
                 authority: own.authority,
                 path: own.path,
@@ -384,7 +403,10 @@ impl Config {
     /// Whether anything may be written into `params._meta`: only then is the request body
     /// held until whole (else it is copied as it passes).
     pub fn writes_meta(&self) -> bool {
-        self.meta.trace_context || self.meta.request_id_key.is_some() || self.meta.session_id_key.is_some() || self.own_spans.enabled
+        self.meta.trace_context
+            || self.meta.request_id_key.is_some()
+            || self.meta.session_id_key.is_some()
+            || self.own_spans.mode != OwnSpanMode::Off
     }
 }
 
@@ -467,10 +489,10 @@ mod tests {
                     SessionSource::BearerHash,
                 ]
             );
-            assert!(c.generate_session_id);
             assert!(c.meta.trace_context);
             assert_eq!(c.meta.request_id_key.as_deref(), Some(DEFAULT_REQUEST_ID_KEY));
-            assert!(!c.own_spans.enabled);
+            assert_eq!(c.own_spans.mode, OwnSpanMode::Auto);
+            assert!(!c.generate_session_id, "no invented sessions");
             assert!(!c.record_resource_uri);
         }
     }
@@ -481,7 +503,7 @@ mod tests {
             br#"{"role":"upstream","max_body_bytes":1024,"request_id_header":"X-Trace-Id",
                  "session_sources":["query:sid","header:X-Tenant-Session"],"generate_session_id":false,
                  "meta":{"trace_context":false,"request_id_key":null,"session_id_key":"com.example/sid"},
-                 "own_spans":{"enabled":true,"cluster":"otlp","root_sample_ratio":0.5},
+                 "own_spans":{"mode":"always","cluster":"otlp","root_sample_ratio":0.5},
                  "tool_metrics":["get_weather"]}"#,
         )
         .unwrap();
@@ -492,7 +514,7 @@ mod tests {
         assert!(!c.generate_session_id);
         assert_eq!(c.meta.request_id_key, None);
         assert_eq!(c.meta.session_id_key.as_deref(), Some("com.example/sid"));
-        assert!(c.own_spans.enabled);
+        assert_eq!(c.own_spans.mode, OwnSpanMode::Always);
         assert_eq!(c.own_spans.root_sample_ratio, 0.5);
         assert_eq!(c.tool_metrics, vec!["get_weather".to_string()]);
     }
@@ -519,7 +541,11 @@ mod tests {
         assert!(refused(r#"{"meta":{"session_id_key":"session"}}"#).contains("field `meta.session_id_key`"));
         assert!(refused(r#"{"meta":{"session_id_key":"com.example/-x"}}"#).contains("must start and end"));
         assert!(refused(r#"{"own_spans":{"root_sample_ratio":1.5}}"#).contains("field `own_spans.root_sample_ratio`"));
-        assert!(refused(r#"{"own_spans":{"enabled":true,"cluster":""}}"#).contains("field `own_spans.cluster`"));
+        assert!(refused(r#"{"own_spans":{"cluster":""}}"#).contains("field `own_spans.cluster`"));
+        assert!(Config::parse(br#"{"own_spans":{"mode":"off","cluster":""}}"#).is_ok(), "no cluster needed when off");
+        assert!(refused(r#"{"own_spans":{"mode":"sometimes"}}"#)
+            .contains("unknown variant `sometimes`, expected one of `auto`, `always`, `off`"));
+        assert!(refused(r#"{"own_spans":{"enabled":true}}"#).contains("unknown field `enabled`"));
         assert!(refused(r#"{"own_spans":{"max_batch_spans":99999}}"#).contains("field `own_spans.max_batch_spans`"));
         assert!(refused(r#"{"endpoint_paths":["mcp"]}"#).contains("field `endpoint_paths[0]`"));
         assert!(refused(r#"{"tool_metrics":["a b"]}"#).contains("field `tool_metrics[0]`"));

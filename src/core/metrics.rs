@@ -20,6 +20,9 @@ pub enum Counter {
     SpliceSkipped,
     /// Sessions seen to expire (`404` on a known session).
     SessionExpired,
+    /// MCP requests with no session from any source (a session is never invented unless
+    /// `generate_session_id` says so).
+    SessionNone,
     /// SSE events seen on responses.
     SseEvents,
 }
@@ -103,6 +106,7 @@ pub fn counter_name(counter: Counter) -> String {
         Counter::ExportFailures => "mcp_trace.own_spans.export_failures".into(),
         Counter::SpliceSkipped => "mcp_trace.meta.splice_skipped".into(),
         Counter::SessionExpired => "mcp_trace.sessions.expired".into(),
+        Counter::SessionNone => "mcp_trace.sessions.none".into(),
         Counter::SseEvents => "mcp_trace.sse.events".into(),
     }
 }
@@ -124,6 +128,7 @@ pub fn all_counters() -> Vec<Counter> {
         Counter::ExportFailures,
         Counter::SpliceSkipped,
         Counter::SessionExpired,
+        Counter::SessionNone,
         Counter::SseEvents,
     ]);
     all

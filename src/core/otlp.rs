@@ -159,7 +159,7 @@ pub fn encode_export(service_name: &str, spans: &[SpanRecord]) -> Vec<u8> {
 /// ratio draw made when it started ([`root_sampled`]); error spans are always kept so
 /// failures are never sampled away.
 pub fn keep_span(parent_sampled: Option<bool>, root_sampled: bool, is_error: bool) -> bool {
-    is_error || parent_sampled.unwrap_or(root_sampled)
+    parent_sampled.unwrap_or(root_sampled || is_error)
 }
 
 /// The sampling decision for a new root: `draw` is uniform in [0, 1).
@@ -205,9 +205,10 @@ mod tests {
     fn sampling_rules() {
         assert!(keep_span(Some(true), false, false), "parent's flag wins");
         assert!(!keep_span(Some(false), true, false));
-        assert!(keep_span(Some(false), false, true), "errors are kept");
+        assert!(!keep_span(Some(false), false, true), "an unsampled parent's child is not kept, even failed");
         assert!(keep_span(None, true, false));
         assert!(!keep_span(None, false, false));
+        assert!(keep_span(None, false, true), "a failed root is kept whatever the ratio");
         assert!(root_sampled(0.5, 0.4));
         assert!(!root_sampled(0.5, 0.6));
         assert!(!root_sampled(0.0, 0.0));

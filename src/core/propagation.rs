@@ -63,11 +63,29 @@ pub struct Plan {
     pub server_parent: Option<TraceParent>,
 }
 
+/// The valid `traceparent` of a message's `params._meta`, if it has one.
+pub fn meta_traceparent(meta: &MetaContext) -> Option<TraceParent> {
+    meta.traceparent.as_ref().and_then(|v| v.as_ref().ok()).and_then(|v| TraceParent::parse(v))
+}
+
+/// Whose span the server continues when own spans are reported "auto": the filter's own,
+/// exactly when Envoy's span cannot be the server's parent on the client's trace. Envoy's
+/// span is visible only to the router's upstream instance, as the `traceparent` it
+/// injected; no header there means Envoy started no span; a `_meta` context on another
+/// trace means the client's MCP trace is not Envoy's.
+pub fn auto_parent_mode(sees_envoy_span: bool, header: &HeaderContext, meta: &MetaContext) -> ParentMode {
+    let Some(envoy) = header.traceparent.filter(|_| sees_envoy_span) else { return ParentMode::OwnSpan };
+    match meta_traceparent(meta) {
+        Some(client) if client.trace_id != envoy.trace_id => ParentMode::OwnSpan,
+        _ => ParentMode::EnvoySpan,
+    }
+}
+
 /// Plans the `_meta` trace keys for one message. `root_sampled` decides the sampled flag
 /// of a new root trace (own spans with no parent).
 pub fn plan(mode: ParentMode, header: &HeaderContext, meta: &MetaContext, root_sampled: bool) -> Plan {
     let mut write = MetaWrite::default();
-    let meta_tp = meta.traceparent.as_ref().and_then(|v| v.as_ref().ok()).and_then(|v| TraceParent::parse(v));
+    let meta_tp = meta_traceparent(meta);
     let meta_ts = meta_tp.and(meta.tracestate.as_ref().and_then(|v| v.as_ref().ok()).and_then(|v| validate_tracestate(v)));
     if let Some(Err(())) | Some(Ok(_)) = &meta.baggage {
         let valid = matches!(&meta.baggage, Some(Ok(b)) if validate_baggage(b).is_some());
@@ -230,6 +248,27 @@ mod tests {
         let written = TraceParent::parse(&set(&p, "traceparent").unwrap()).unwrap();
         assert_eq!(written.span_id, own.span_id, "server's parent is the own span");
         assert_eq!(set(&p, "tracestate").as_deref(), Some("v=1"));
+    }
+
+    /// "auto": the filter reports its own span exactly when Envoy's cannot be the
+    /// server's parent on the client's trace.
+    #[test]
+    fn auto_reports_an_own_span_only_where_envoys_cannot_be_the_parent() {
+        let envoy = HeaderContext::from_headers(Some(ENVOY_SAME_TRACE), None);
+        let none = HeaderContext::default();
+        let cases = [
+            (true, &envoy, meta(None, None), ParentMode::EnvoySpan, "header client, paired"),
+            (true, &envoy, meta(Some(CLIENT), None), ParentMode::EnvoySpan, "_meta on Envoy's trace"),
+            (true, &envoy, meta(Some(OTHER_TRACE), None), ParentMode::OwnSpan, "_meta on another trace (a _meta-only client)"),
+            (true, &envoy, meta(Some("garbage"), None), ParentMode::EnvoySpan, "invalid _meta: Envoy's span replaces it"),
+            (true, &none, meta(None, None), ParentMode::OwnSpan, "Envoy started no span"),
+            (true, &none, meta(Some(CLIENT), None), ParentMode::OwnSpan, "_meta only, Envoy started none"),
+            (false, &envoy, meta(None, None), ParentMode::OwnSpan, "single instance: Envoy's span is not visible"),
+            (false, &none, meta(Some(CLIENT), None), ParentMode::OwnSpan, "single instance, _meta client"),
+        ];
+        for (sees_envoy_span, header, meta, expected, case) in cases {
+            assert_eq!(auto_parent_mode(sees_envoy_span, header, &meta), expected, "{case}");
+        }
     }
 
     #[test]

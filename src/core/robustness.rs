@@ -222,7 +222,7 @@ fn the_duplicate_key_oracle_can_fail() {
 fn header_and_config_parsers_never_panic() {
     let mut rng = Rng(0x0123_4567_89AB_CDEF);
     let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let config = br#"{"role":"upstream","max_body_bytes":1024,"session_sources":["bearer","query:q"],"meta":{"request_id_key":"com.example/r"},"own_spans":{"enabled":true}}"#;
+    let config = br#"{"role":"upstream","max_body_bytes":1024,"session_sources":["bearer","query:q"],"meta":{"request_id_key":"com.example/r"},"own_spans":{"mode":"always"}}"#;
     for _ in 0..20_000 {
         let v = mutate(&mut rng, tp);
         let text = String::from_utf8_lossy(&v);

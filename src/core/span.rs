@@ -13,6 +13,9 @@ use crate::core::text::bounded_printable;
 pub mod keys {
     pub const MCP_METHOD_NAME: &str = "mcp.method.name";
     pub const MCP_SESSION_ID: &str = "mcp.session.id";
+    /// The same session under the OpenInference key, which Phoenix and other LLM-trace
+    /// backends group sessions by. Envoy tags it from `mcp.session.id`'s filter state.
+    pub const SESSION_ID: &str = "session.id";
     pub const MCP_PROTOCOL_VERSION: &str = "mcp.protocol.version";
     pub const MCP_RESOURCE_URI: &str = "mcp.resource.uri";
     pub const GEN_AI_TOOL_NAME: &str = "gen_ai.tool.name";
@@ -150,7 +153,7 @@ pub fn request_attributes(message: &Message, facts: &RequestFacts) -> Attributes
         attrs.push((keys::JSONRPC_PROTOCOL_VERSION, text(&message.jsonrpc_version)));
     }
     if let Some(session) = facts.session_id {
-        attrs.push((keys::MCP_SESSION_ID, text(session)));
+        set_session(&mut attrs, session);
     }
     if let Some(version) = message.protocol_version.as_deref().or(facts.protocol_version_header) {
         attrs.push((keys::MCP_PROTOCOL_VERSION, text(version)));
@@ -158,6 +161,14 @@ pub fn request_attributes(message: &Message, facts: &RequestFacts) -> Attributes
     attrs.extend(network_attributes(facts.http_version));
     attrs.push((keys::REQUEST_ID, text(facts.request_id)));
     attrs
+}
+
+/// The session of an operation, under both keys (replacing an earlier one).
+pub fn set_session(attrs: &mut Attributes, session: &str) {
+    attrs.retain(|(k, _)| !matches!(*k, keys::MCP_SESSION_ID | keys::SESSION_ID));
+    let id = bounded_printable(session, MAX_ATTRIBUTE_LEN);
+    attrs.push((keys::SESSION_ID, Value::Str(id.clone())));
+    attrs.push((keys::MCP_SESSION_ID, Value::Str(id)));
 }
 
 /// `network.*` for an HTTP request over TCP.
@@ -304,6 +315,7 @@ mod tests {
         assert_eq!(get(&attrs, "gen_ai.operation.name"), Some(&Value::Str("execute_tool".into())));
         assert_eq!(get(&attrs, "jsonrpc.request.id"), Some(&Value::Str("7".into())));
         assert_eq!(get(&attrs, "mcp.session.id"), Some(&Value::Str("s1".into())));
+        assert_eq!(get(&attrs, "session.id"), Some(&Value::Str("s1".into())), "OpenInference's key too");
         assert_eq!(get(&attrs, "mcp.protocol.version"), Some(&Value::Str("2025-11-25".into())));
         assert_eq!(get(&attrs, "network.protocol.version"), Some(&Value::Str("1.1".into())));
         assert_eq!(get(&attrs, "jsonrpc.protocol.version"), None, "only when not 2.0");

@@ -20,8 +20,8 @@ pub fn enqueue(span: SpanRecord, max_queue: usize) -> bool {
 }
 
 /// Sends up to one batch. Returns the number of spans sent (0 if none queued), or Err
-/// with the number of spans lost when the host refused the call.
-pub fn flush(config: &OwnSpansConfig) -> Result<usize, usize> {
+/// with the number of spans lost and why, when the host refused the call.
+pub fn flush(config: &OwnSpansConfig) -> Result<usize, (usize, String)> {
     let batch = QUEUE.with(|q| q.borrow_mut().take_batch(config.max_batch_spans));
     if batch.is_empty() {
         return Ok(0);
@@ -38,9 +38,6 @@ pub fn flush(config: &OwnSpansConfig) -> Result<usize, usize> {
     let timeout = std::time::Duration::from_millis(config.timeout_ms);
     match proxy_wasm::hostcalls::dispatch_http_call(&config.cluster, headers.to_vec(), Some(&body), vec![], timeout) {
         Ok(_) => Ok(batch.len()),
-        Err(status) => {
-            log::warn!("own-span export: dispatch to cluster {:?} refused ({status:?}); {} spans lost", config.cluster, batch.len());
-            Err(batch.len())
-        }
+        Err(status) => Err((batch.len(), format!("{status:?}"))),
     }
 }

@@ -69,6 +69,10 @@ impl Host for EnvoyHost<'_> {
         abi::get_header(abi::MAP_RESPONSE_HEADERS, name)
     }
 
+    fn response_code_details(&self) -> Option<String> {
+        abi::get_property(&["response", "code_details"]).map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
     fn set_response_header(&mut self, name: &str, value: &str) {
         if let Err(status) = abi::set_header(abi::MAP_RESPONSE_HEADERS, name, Some(value)) {
             log::debug!("mcp-trace: response header {name} not set (status {status})");

@@ -446,11 +446,11 @@ def run_envoy(config: dict, port: int, tmp_path: Path):
     raise AssertionError("Envoy did not open its listener:\n" + (tmp_path / "envoy.log").read_text()[-3000:])
 
 
-@pytest.mark.parametrize("layout, server_parent", [("wasmplugin", "client"), ("paired", "envoy")])
+@pytest.mark.parametrize("layout, server_parent", [("wasmplugin", "own"), ("paired", "envoy")])
 def test_istio_layout_trace_nesting(layout, server_parent, tmp_path):
-    """Standalone (WasmPlugin): params._meta carries the client's context, so the MCP server
-    is a sibling of Envoy's span. Paired: it carries Envoy's span, so the server nests under
-    it. The paired layout's filters come over (filesystem) ECDS, as from istiod.
+    """Standalone (WasmPlugin): the filter cannot see Envoy's span, so params._meta carries
+    the filter's own MCP span (a child of the client's; tests/e2e checks it is exported).
+    Paired: it carries Envoy's span, so the server nests under it. The paired layout's filters come over (filesystem) ECDS, as from istiod.
     The client's own non-UUID x-request-id is kept and the request is still sampled (the
     Telemetry's useRequestIdForTraceSampling: false; with Istio's default it would not be)."""
     upstream = _Upstream()
@@ -479,8 +479,8 @@ def test_istio_layout_trace_nesting(layout, server_parent, tmp_path):
     assert meta_trace == header_trace == trace_id
     assert header_flags == "01", "Envoy did not sample the request"
     assert header_parent != client_span  # Envoy's span, which the router propagates
-    if server_parent == "client":
-        assert meta_parent == client_span
+    if server_parent == "own":
+        assert meta_parent not in (client_span, header_parent)
     else:
         assert meta_parent == header_parent
     assert meta["io.github.mcp-trace/request-id"] == seen["headers"]["x-request-id"] == request_id == "mcp-req-42"

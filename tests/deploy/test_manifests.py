@@ -289,13 +289,8 @@ def _reference_tracing() -> dict:
     return hcm["tracing"]
 
 
-# What Telemetry and EnvoyProxy add to envoy.yaml's tags: the OpenInference session id.
-EXTRA_TAGS = {"session.id": {"value": "%FILTER_STATE(wasm.mcp.session.id:PLAIN)%"}}
-
-
 def _reference_tags() -> dict:
-    tags = {t["tag"]: {k: v for k, v in t.items() if k != "tag"} for t in _reference_tracing()["custom_tags"]}
-    return {**tags, **EXTRA_TAGS}
+    return {t["tag"]: {k: v for k, v in t.items() if k != "tag"} for t in _reference_tracing()["custom_tags"]}
 
 
 def test_istio_telemetry_tags_are_envoy_yamls(results):

@@ -17,6 +17,8 @@ pub struct FakeHost {
     /// Envoy's shared data (the session memory lives there).
     pub sessions: MemoryData,
     pub durations: Vec<u64>,
+    /// `response.code_details`; None: the response came from the upstream.
+    pub code_details: Option<String>,
     /// Host calls made, as Envoy would count them (the hot-path cost driver).
     pub calls: std::cell::Cell<usize>,
 }
@@ -76,6 +78,10 @@ impl Host for FakeHost {
     fn response_header(&self, name: &str) -> Option<String> {
         self.calls.set(self.calls.get() + 1);
         self.response_headers.get(name).cloned()
+    }
+    fn response_code_details(&self) -> Option<String> {
+        self.calls.set(self.calls.get() + 1);
+        Some(self.code_details.clone().unwrap_or_else(|| "via_upstream".into()))
     }
     fn set_response_header(&mut self, name: &str, value: &str) {
         self.calls.set(self.calls.get() + 1);

@@ -8,6 +8,7 @@ use crate::core::baggage::validate_baggage;
 use crate::core::config::Config;
 use crate::core::headers::{self, HeaderList};
 use crate::core::ids::{resolve_request_id, RequestIdSource};
+use crate::core::metrics::Counter;
 use crate::core::propagation::HeaderContext;
 use crate::core::session::{resolve_session, Session, SessionOrigin, MAX_SESSION_ID_LEN};
 use crate::core::span::keys;
@@ -62,6 +63,9 @@ impl Identity {
         }
         if self.session.is_none() && config.generate_session_id {
             self.session = resolve_session(&[], |_| None, "", true);
+        }
+        if self.session.is_none() {
+            host.increment(Counter::SessionNone);
         }
         // Published in the header phase: the upstream instance reads it in its own, and the
         // client-side id of a recalled session in case the request is a new `initialize`

@@ -66,6 +66,9 @@ pub trait Host: SharedData {
     /// rest of the body stays where it is.
     fn replace_request_body_head(&mut self, replaced: usize, head: &[u8]);
     fn response_header(&self, name: &str) -> Option<String>;
+    /// Why Envoy answered as it did (`via_upstream`, `route_not_found`,
+    /// `upstream_reset_before_response_started{…}`, `response_timeout`…).
+    fn response_code_details(&self) -> Option<String>;
     fn set_response_header(&mut self, name: &str, value: &str);
     fn response_body(&self, size: usize) -> Option<Vec<u8>>;
     /// Filter state read by Envoy's tracing (`%FILTER_STATE(wasm.<key>:PLAIN)%`).
@@ -94,6 +97,8 @@ pub struct Exchange {
     operations: Vec<Operation>,
     batch: bool,
     response: ResponseState,
+    /// Envoy's span has been given a name.
+    named: bool,
     started_ns: u64,
     logged: bool,
 }
@@ -109,6 +114,7 @@ impl Exchange {
             operations: Vec::new(),
             batch: false,
             response: ResponseState::default(),
+            named: false,
             started_ns: 0,
             logged: false,
         }
@@ -225,6 +231,9 @@ impl Exchange {
         }
         if self.head.is_some() && self.duties.mcp {
             self.read_response_headers(end_of_stream, host);
+        }
+        if self.head.is_some() && self.duties.local_replies {
+            self.tag_local_reply(host);
         }
         Action::Continue
     }

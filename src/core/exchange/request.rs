@@ -2,6 +2,7 @@
 //! trace context each one carries to the server, and write `params._meta` by splicing.
 
 use super::{Exchange, Host};
+use crate::core::config::OwnSpanMode;
 use crate::core::headers;
 use crate::core::ids::random_unit;
 use crate::core::jsonrpc::{parse_body, Body, Message, MessageKind, Rejection, RequestId};
@@ -9,7 +10,7 @@ use crate::core::log_context::{self, MAX_LOGGED_LEN};
 use crate::core::meta_splice::{splice_head, MetaWrite};
 use crate::core::metrics::{method_index, Counter, PassReason};
 use crate::core::otlp::root_sampled;
-use crate::core::propagation::{plan, OwnSpanContext, ParentMode};
+use crate::core::propagation::{auto_parent_mode, plan, OwnSpanContext, ParentMode};
 use crate::core::span::{request_attributes, span_name, Attributes, Outcome, RequestFacts, MAX_ATTRIBUTE_LEN};
 use crate::core::text::bounded_printable;
 
@@ -44,7 +45,6 @@ impl Exchange {
         if messages.iter().any(|m| m.method.as_deref() == Some("initialize")) {
             self.identity.restart_recalled_session(host);
         }
-        let mode = self.parent_mode();
         let mut writes: Vec<MetaWrite> = Vec::with_capacity(messages.len());
         for message in messages {
             host.increment(Counter::Request(method_index(message.method.as_deref())));
@@ -57,6 +57,7 @@ impl Exchange {
             let mut op = self.operation(message);
             let mut write = MetaWrite::default();
             if message.kind != MessageKind::Response {
+                let mode = self.parent_mode(message);
                 if self.config.meta.trace_context || mode == ParentMode::OwnSpan {
                     // A draw only where it can matter: a new root of an own span.
                     let sampled = mode != ParentMode::OwnSpan || root_sampled(self.config.own_spans.root_sample_ratio, random_unit());
@@ -91,14 +92,13 @@ impl Exchange {
         self.tag_request(host);
     }
 
-    /// Whose span the server continues.
-    fn parent_mode(&self) -> ParentMode {
-        if self.config.own_spans.enabled {
-            ParentMode::OwnSpan
-        } else if self.duties.sees_envoy_span {
-            ParentMode::EnvoySpan
-        } else {
-            ParentMode::Forward
+    /// Whose span the server continues for this message.
+    fn parent_mode(&self, message: &Message) -> ParentMode {
+        match self.config.own_spans.mode {
+            OwnSpanMode::Always => ParentMode::OwnSpan,
+            OwnSpanMode::Off if self.duties.sees_envoy_span => ParentMode::EnvoySpan,
+            OwnSpanMode::Off => ParentMode::Forward,
+            OwnSpanMode::Auto => auto_parent_mode(self.duties.sees_envoy_span, &self.identity.trace, &message.meta_context),
         }
     }
 

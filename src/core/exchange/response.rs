@@ -9,7 +9,7 @@ use crate::core::json_scan::{JsonScanner, MessageSummary};
 use crate::core::log_context::MAX_LOGGED_LEN;
 use crate::core::metrics::Counter;
 use crate::core::session::{query_param, Session, SessionOrigin, MAX_SESSION_ID_LEN};
-use crate::core::span::{keys, Outcome, Value};
+use crate::core::span::{keys, set_session, Outcome, Value};
 use crate::core::sse::{SseEvent, SseReader, BYTE_ORDER_MARK};
 use crate::core::text::{bounded_printable, is_visible_ascii};
 
@@ -83,6 +83,11 @@ impl Reader {
 impl Exchange {
     pub(super) fn read_response_headers(&mut self, end_of_stream: bool, host: &mut impl Host) {
         self.response.status = host.response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        // Answered before the body was read (e.g. Envoy found no route, or the upstream
+        // refused early): the mirrored headers are all that can name it.
+        if !self.named {
+            self.tag_from_mirrored_headers(host);
+        }
         self.learn_session(host);
         // A 404 on a session the proxy saw the server assign: the server expired it.
         let sessions = &self.config.sessions;
@@ -192,8 +197,7 @@ impl Exchange {
         self.config.sessions.learn(host, now_secs(host), &assigned, alias);
         log::debug!("{} server assigned session {}", self.log_prefix(), bounded_printable(&assigned, MAX_LOGGED_LEN));
         for op in &mut self.operations {
-            op.attributes.retain(|(k, _)| *k != keys::MCP_SESSION_ID);
-            op.attributes.push((keys::MCP_SESSION_ID, Value::Str(assigned.clone())));
+            set_session(&mut op.attributes, &assigned);
         }
         host.set_property(keys::MCP_SESSION_ID, &assigned);
         self.identity.session = Some(Session::new(assigned, SessionOrigin::Server));

@@ -9,14 +9,18 @@ use crate::core::span::{keys, Attributes, Outcome, Target};
 impl Exchange {
     /// Request-side tags: name and attributes of the first message (a batch also gets its
     /// size; with own spans every message gets its own span).
-    pub(super) fn tag_request(&self, host: &mut impl Host) {
+    pub(super) fn tag_request(&mut self, host: &mut impl Host) {
         let Some(first) = self.operations.first() else { return };
         host.set_property(keys::SPAN_NAME, &first.name);
+        self.named = true;
         for (key, value) in &first.attributes {
-            // Not as filter state: the session was published in the header phase, and the
-            // Envoy config tags the constants (network.*) and the request id (from the
-            // x-request-id header) itself.
-            if !matches!(*key, keys::MCP_SESSION_ID | keys::REQUEST_ID | keys::NETWORK_PROTOCOL_NAME | keys::NETWORK_TRANSPORT) {
+            // Not as filter state: the session was published in the header phase (Envoy
+            // tags `session.id` from it too), and the Envoy config tags the constants
+            // (network.*) and the request id (from the x-request-id header) itself.
+            if !matches!(
+                *key,
+                keys::MCP_SESSION_ID | keys::SESSION_ID | keys::REQUEST_ID | keys::NETWORK_PROTOCOL_NAME | keys::NETWORK_TRANSPORT
+            ) {
                 host.set_property(key, &value.as_text());
             }
         }
@@ -27,11 +31,12 @@ impl Exchange {
 
     /// Name and attributes from the 2026-07-28 `Mcp-Method`/`Mcp-Name` headers, for an
     /// operation whose body is not read.
-    pub(super) fn tag_from_mirrored_headers(&self, host: &mut impl Host) {
+    pub(super) fn tag_from_mirrored_headers(&mut self, host: &mut impl Host) {
         let Some(head) = &self.head else { return };
         let Some(method) = head.mirrored_method.as_deref() else { return };
         let target = Target { method, target: head.mirrored_name.as_deref() };
         host.set_property(keys::SPAN_NAME, &target.span_name(self.config.record_resource_uri));
+        self.named = true;
         let mut attrs = Attributes::new();
         target.attributes(self.config.record_resource_uri, &mut attrs);
         for (key, value) in attrs {
@@ -40,7 +45,7 @@ impl Exchange {
     }
 
     /// A GET stream or a DELETE is named by its verb and path.
-    pub(super) fn tag_transport_operation(&self, host: &mut impl Host) {
+    pub(super) fn tag_transport_operation(&mut self, host: &mut impl Host) {
         let Some(head) = &self.head else { return };
         let verb = match head.transport {
             super::classify::Transport::Stream => "GET",
@@ -49,6 +54,28 @@ impl Exchange {
         };
         host.set_property(keys::SPAN_NAME, &format!("{verb} {}", head.path_only()));
         log::debug!("{} {verb} {}", self.log_prefix(), head.path_only());
+        self.named = true;
+    }
+
+    /// A response Envoy made itself (no route, upstream unreachable, a timeout, a 413…)
+    /// never reaches the paired upstream instance, so the edge instance tags it:
+    /// `error.type` is the status, and the name comes from `Mcp-Method`/`Mcp-Name` when
+    /// the client sent them (the body may not even have arrived). Upstream responses
+    /// cost one host call here.
+    pub(super) fn tag_local_reply(&mut self, host: &mut impl Host) {
+        if host.response_code_details().is_none_or(|details| details == "via_upstream") {
+            return;
+        }
+        let status = host.response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let outcome = Outcome::from_http_status(status);
+        if !outcome.is_error() {
+            return;
+        }
+        self.tag_from_mirrored_headers(host);
+        for (key, value) in outcome.attributes() {
+            host.set_property(key, &value.as_text());
+        }
+        log::debug!("{} Envoy answered {status} itself", self.log_prefix());
     }
 
     /// The first operation's outcome and the SSE counts, on Envoy's span. Published as

@@ -4,6 +4,7 @@
 use super::fake_host::*;
 use super::*;
 use crate::core::metrics::{method_index, Counter, ErrorClass, PassReason};
+use crate::core::trace_context::TraceParent;
 
 /// The response reader is chosen from the body, not the content-type header.
 #[test]
@@ -96,7 +97,7 @@ fn an_empty_body_is_malformed_not_over_the_limit() {
 /// answered in order, each answer to the next request still waiting for one.
 #[test]
 fn batch_answers_match_requests_by_typed_id() {
-    let up = config(r#"{"role":"upstream","own_spans":{"enabled":true}}"#);
+    let up = config(r#"{"role":"upstream","own_spans":{"mode":"always"}}"#);
     let outcome = |host: &FakeHost, name: &str| host.spans.iter().find(|s| s.name == name).map(|s| s.error.clone());
     let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":"1","method":"ping"}]"#;
     let mut host = FakeHost::post(batch, &[("traceparent", TP)]);
@@ -234,7 +235,12 @@ fn standalone_post_is_spliced_tagged_and_answered() {
     assert_eq!(ex.on_request_body(CALL.len(), true, &mut host), Action::Continue);
     let body: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
     let meta = &body["params"]["_meta"];
-    assert_eq!(meta["traceparent"], TP, "standalone without own spans forwards the client's context");
+    // Standalone cannot see Envoy's span: the server's parent is the filter's own span,
+    // a child of the client's.
+    let forwarded = TraceParent::parse(meta["traceparent"].as_str().unwrap()).unwrap();
+    let client = TraceParent::parse(TP).unwrap();
+    assert_eq!((forwarded.trace_id, forwarded.flags), (client.trace_id, client.flags));
+    assert_ne!(forwarded.span_id, client.span_id);
     assert_eq!(meta["io.github.mcp-trace/session-id"], "s-1");
     let rid = host.header("x-request-id").unwrap().to_string();
     assert_eq!(meta["io.github.mcp-trace/request-id"], rid.as_str());
@@ -254,6 +260,8 @@ fn standalone_post_is_spliced_tagged_and_answered() {
     assert_eq!(host.count(Counter::Error(ErrorClass::Tool)), 1);
     assert_eq!(host.count(Counter::Request(method_index(Some("tools/call")))), 1);
     assert_eq!(host.durations.len(), 1);
+    let [own] = &host.spans[..] else { panic!("one own span: {:?}", host.spans) };
+    assert_eq!((own.span_id, own.parent_span_id, own.error.as_deref()), (forwarded.span_id, Some(client.span_id), Some("tool_error")));
 }
 
 #[test]
@@ -423,31 +431,35 @@ fn paired_instances_split_the_work() {
     assert_eq!(host.count(Counter::Error(ErrorClass::JsonRpc)), 1, "counted once");
 }
 
+/// Own spans follow their parent's sampled flag (the server continues it too); a root
+/// follows the ratio, and is kept anyway when it failed (nothing else shows that trace).
 #[test]
-fn own_spans_follow_the_parent_sampling_but_keep_errors() {
-    let up = config(r#"{"role":"upstream","own_spans":{"enabled":true}}"#);
+fn own_spans_follow_the_parent_sampling() {
+    let up = config(r#"{"role":"upstream","own_spans":{"mode":"always"}}"#);
+    let ok: &[u8] = br#"{"jsonrpc":"2.0","id":7,"result":{}}"#;
+    let failed: &[u8] = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32603,"message":"boom"}}"#;
+    let sampled = TP;
     let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-    for (result, kept) in [
-        (&br#"{"jsonrpc":"2.0","id":7,"result":{}}"#[..], false),
-        (br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32603,"message":"boom"}}"#, true),
-    ] {
-        let mut host = FakeHost::post(CALL, &[("traceparent", unsampled)]);
+    for (traceparent, result, kept) in [(sampled, ok, true), (sampled, failed, true), (unsampled, ok, false), (unsampled, failed, false)] {
+        let mut host = FakeHost::post(CALL, &[("traceparent", traceparent)]);
         let mut ex = request(&up, &mut host);
         let body: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
-        assert!(body["params"]["_meta"]["traceparent"].as_str().unwrap().ends_with("-00"), "the flag is propagated");
+        let forwarded = body["params"]["_meta"]["traceparent"].as_str().unwrap();
+        assert_eq!(&forwarded[53..], &traceparent[53..], "the flag is propagated");
         respond(&mut ex, &mut host, "200", "application/json", &[result]);
-        assert_eq!(host.spans.len(), kept as usize);
-        if kept {
-            let span = &host.spans[0];
+        assert_eq!(host.spans.len(), usize::from(kept), "{traceparent} {}", String::from_utf8_lossy(result));
+        if let Some(span) = host.spans.first().filter(|_| result == failed) {
             assert_eq!(span.error.as_deref(), Some("boom"));
             assert!(span.attributes.iter().any(|(k, v)| *k == "error.type" && v.as_text() == "-32603"));
         }
     }
-    let never = config(r#"{"role":"upstream","own_spans":{"enabled":true,"root_sample_ratio":0.0}}"#);
-    let mut host = FakeHost::post(CALL, &[]);
-    let mut ex = request(&never, &mut host);
-    respond(&mut ex, &mut host, "200", "application/json", &[br#"{"jsonrpc":"2.0","id":7,"result":{}}"#]);
-    assert!(host.spans.is_empty(), "roots follow the ratio");
+    let never = config(r#"{"role":"upstream","own_spans":{"mode":"always","root_sample_ratio":0.0}}"#);
+    for (result, kept) in [(ok, false), (failed, true)] {
+        let mut host = FakeHost::post(CALL, &[]);
+        let mut ex = request(&never, &mut host);
+        respond(&mut ex, &mut host, "200", "application/json", &[result]);
+        assert_eq!(host.spans.len(), usize::from(kept), "roots follow the ratio, failed ones are kept");
+    }
 }
 
 /// Host calls are the filter's main per-request cost in Envoy (each crosses the
@@ -474,7 +486,9 @@ fn host_calls_per_tools_call() {
         respond(&mut ex, &mut host, "200", "application/json", &[answer]);
         counts.push((role, host.calls.get()));
     }
-    assert_eq!(counts, vec![("downstream", 3), ("upstream", 17), ("standalone", 20)], "{counts:?}");
+    // Downstream: headers, x-request-id, the session, and `response.code_details` (to
+    // tag the replies Envoy makes itself, which the upstream instance never sees).
+    assert_eq!(counts, vec![("downstream", 4), ("upstream", 17), ("standalone", 20)], "{counts:?}");
 }
 
 /// Native timing of one request through each role (run with
@@ -550,9 +564,10 @@ fn request_lifecycles() {
     use Upstream::*;
     let call = CALL.as_bytes();
     let (head, tail) = call.split_at(40);
-    let observe_only = r#"{"meta":{"trace_context":false,"request_id_key":null,"session_id_key":null}}"#;
+    let observe_only = r#"{"meta":{"trace_context":false,"request_id_key":null,"session_id_key":null},"own_spans":{"mode":"off"}}"#;
     let small = r#"{"max_body_bytes":64}"#;
-    let small_observed = r#"{"max_body_bytes":64,"meta":{"trace_context":false,"request_id_key":null,"session_id_key":null}}"#;
+    let small_observed =
+        r#"{"max_body_bytes":64,"meta":{"trace_context":false,"request_id_key":null,"session_id_key":null},"own_spans":{"mode":"off"}}"#;
     // (case, configuration, content-length sent, chunks (None: the headers end the stream),
     //  trailers, upstream, passthrough reason counted)
     type Case = (&'static str, &'static str, bool, Option<Vec<&'static [u8]>>, bool, Upstream, Option<PassReason>);
@@ -599,5 +614,78 @@ fn request_lifecycles() {
         for reason in [PassReason::Malformed, PassReason::OverLimit, PassReason::NotJsonRpc] {
             assert_eq!(host.count(Counter::Passthrough(reason)), i64::from(counted == Some(reason)), "{name}: {reason:?}");
         }
+    }
+}
+
+/// Requests Envoy answers itself (no route, upstream unreachable, a timeout, a 413): the
+/// span gets `error.type` = the status, and is named from `Mcp-Method`/`Mcp-Name`, whether
+/// the body was read or had not even arrived.
+#[test]
+fn replies_envoy_makes_itself_are_named_and_failed() {
+    let mirrored = [("mcp-method", "tools/call"), ("mcp-name", "get_weather")];
+    // Paired: the downstream instance tags them; the upstream one never sees them.
+    for (details, status, tagged) in [
+        ("upstream_reset_before_response_started{connection_failure}", "503", true),
+        ("response_timeout", "504", true),
+        ("route_not_found", "404", true),
+        ("via_upstream", "404", false),
+    ] {
+        let down = config(r#"{"role":"downstream"}"#);
+        let mut host = FakeHost::post(CALL, &mirrored);
+        host.code_details = Some(details.into());
+        let mut ex = request(&down, &mut host);
+        respond(&mut ex, &mut host, status, "text/plain", &[b"upstream connect error"]);
+        let expected = |v: &str| tagged.then(|| v.to_string());
+        assert_eq!(host.properties.get("error.type").cloned(), expected(status), "{details}");
+        assert_eq!(host.properties.get("mcp_trace.span_name").cloned(), expected("tools/call get_weather"), "{details}");
+        assert_eq!(host.properties.get("gen_ai.tool.name").cloned(), expected("get_weather"), "{details}");
+    }
+    // Standalone: its own response path sees the reply, before the body was read or after.
+    for (mirrored, read_body, name) in [
+        (&mirrored[..], false, Some("tools/call get_weather")),
+        (&mirrored[..], true, Some("tools/call get_weather")),
+        (&[][..], false, None),
+    ] {
+        let conf = config("{}");
+        let mut host = FakeHost::post(CALL, mirrored);
+        let mut ex = if read_body { request(&conf, &mut host) } else { Exchange::new(conf) };
+        if !read_body {
+            ex.on_request_headers(false, &mut host);
+        }
+        respond(&mut ex, &mut host, "503", "text/plain", &[b"no healthy upstream"]);
+        assert_eq!(host.properties.get("error.type").map(String::as_str), Some("503"), "{mirrored:?} {read_body}");
+        assert_eq!(host.properties.get("mcp_trace.span_name").map(String::as_str), name, "{mirrored:?} {read_body}");
+    }
+}
+
+/// "auto" own spans in the paired layout: a client whose context Envoy's span continues
+/// gets nothing extra; a `_meta`-only client gets the filter's MCP span between its own
+/// and the server's, linked to Envoy's span.
+#[test]
+fn the_upstream_instance_reports_its_own_span_only_when_needed() {
+    let up = config(r#"{"role":"upstream"}"#);
+    let envoy_span = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
+    let client_meta = "00-22222222222222222222222222222222-3333333333333333-01";
+    let with_meta =
+        format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"_meta":{{"traceparent":"{client_meta}"}},"name":"t"}}}}"#);
+    for (body, own_span) in [(CALL.to_string(), false), (with_meta, true)] {
+        let mut host = FakeHost::post(&body, &[("traceparent", envoy_span)]);
+        let mut ex = request(&up, &mut host);
+        let sent: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
+        let forwarded = TraceParent::parse(sent["params"]["_meta"]["traceparent"].as_str().unwrap()).unwrap();
+        respond(&mut ex, &mut host, "200", "application/json", &[br#"{"jsonrpc":"2.0","id":7,"result":{}}"#]);
+        if !own_span {
+            assert_eq!(forwarded, TraceParent::parse(envoy_span).unwrap(), "the server continues Envoy's span");
+            assert!(host.spans.is_empty(), "nothing extra exported");
+            continue;
+        }
+        let [own] = &host.spans[..] else { panic!("{:?}", host.spans) };
+        let client = TraceParent::parse(client_meta).unwrap();
+        let envoy = TraceParent::parse(envoy_span).unwrap();
+        assert_eq!((own.trace_id, own.parent_span_id), (client.trace_id, Some(client.span_id)), "a child of the client's span");
+        assert_eq!(forwarded.span_id, own.span_id, "the server's parent");
+        assert_eq!(own.links, vec![(envoy.trace_id, envoy.span_id)], "linked to Envoy's span");
+        assert_eq!(own.name, "tools/call t");
+        assert!(own.attributes.iter().any(|(k, v)| *k == "gen_ai.tool.name" && v.as_text() == "t"));
     }
 }
