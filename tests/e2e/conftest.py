@@ -128,7 +128,13 @@ class Envoy:
 
 
 def start_envoy(config: dict | None = None, **kw) -> Envoy:
-    return Envoy(config if config is not None else load_envoy_config(), **kw).wait_ready()
+    config = config if config is not None else load_envoy_config()
+    # Envoy listens with SO_REUSEPORT: a second one on a port would silently share it.
+    for listener in config["static_resources"]["listeners"]:
+        port = listener["address"]["socket_address"]["port_value"]
+        if port and port_busy(port):
+            raise RuntimeError(f"127.0.0.1:{port} is taken (an Envoy from another fixture still running?)")
+    return Envoy(config, **kw).wait_ready()
 
 
 def port_busy(port: int) -> bool:
@@ -254,14 +260,56 @@ def post_jsonrpc(method: str, params: dict | None = None, *, id=1, name=None, he
     return httpx.post(MCP_URL, content=raw, headers=h, timeout=30)
 
 
-def own_spans_config() -> dict:
-    """envoy/envoy.yaml with the filter's own span export switched on (both instances)."""
-    config = load_envoy_config()
+def own_spans_config(mode: str = "always", layout: str = "paired") -> dict:
+    """A shipped config with the filter's own spans in `mode`, exported every 200 ms."""
+    config = load_envoy_config(layout)
     for entry in wasm_filters(config):
         conf = plugin_config(entry)
-        conf["own_spans"] = {"enabled": True, "flush_interval_ms": 200}
+        conf["own_spans"] = {**conf.get("own_spans", {}), "mode": mode, "flush_interval_ms": 200}
         set_plugin_config(entry, conf)
     return config
+
+
+PROXY_SERVICES = ("envoy-mcp-gateway", "mcp-trace")
+
+
+def server_span(sink, trace_id: str, name: str, timeout: float = 20.0) -> dict:
+    """FastMCP's SERVER span `name` on `trace_id`."""
+    match = lambda s: s["service_name"] == "mcp-server" and s["trace_id"] == trace_id and s["name"] == name
+    return next(s for s in sink.wait_for(lambda sp: any(match(s) for s in sp), timeout=timeout) if match(s))
+
+
+def assert_proxy_span_between(sink, client_span_id: str, server: dict, name: str, timeout: float = 20.0) -> dict:
+    """The promise: the MCP server's span is the child of a span the proxy reported (Envoy's
+    span, or the filter's own), named `{method} {target}`, on the client's trace, and that
+    span descends from the client's span. Returns the proxy span."""
+    trace_id = server["trace_id"]
+    parent = lambda sp: next((s for s in sp if s["span_id"] == server["parent_span_id"] and s["trace_id"] == trace_id), None)
+    spans = sink.wait_for(lambda sp: parent(sp) is not None, timeout=timeout)
+    proxy = parent(spans)
+    assert proxy["service_name"] in PROXY_SERVICES, f"the server's parent is not a proxy span: {proxy}"
+    assert proxy["name"] == name
+    by_id = {s["span_id"]: s for s in spans if s["trace_id"] == trace_id}
+    hop, seen = proxy, set()
+    while hop["parent_span_id"] != client_span_id:
+        assert hop["parent_span_id"] in by_id and hop["span_id"] not in seen, \
+            f"{proxy['name']} ({proxy['service_name']}) does not descend from the client's span {client_span_id}"
+        seen.add(hop["span_id"])
+        hop = by_id[hop["parent_span_id"]]
+    return proxy
+
+
+def assert_mcp_attributes(span: dict, method: str, tool: str | None = None, session: str | None = None) -> None:
+    attrs = span["attributes"]
+    assert attrs["mcp.method.name"] == method
+    if tool:
+        assert attrs["gen_ai.tool.name"] == tool and attrs["gen_ai.operation.name"] == "execute_tool"
+    assert attrs["network.protocol.name"] == "http" and attrs["network.transport"] == "tcp"
+    assert attrs["network.protocol.version"] in ("1.1", "2")
+    if session is not None:
+        assert attrs["mcp.session.id"] == attrs["session.id"] == session
+    if span["service_name"] == "mcp-trace":
+        assert span["kind_name"] == "CLIENT", "the proxy is the server's client"
 
 
 

@@ -158,6 +158,7 @@ def test_bodies_arrive_whole_and_framed_with_only_meta_added(server, sink, layou
                 assert inserted > 0 and got[:prefix] == sent[:prefix] and got[prefix + inserted:] == sent[prefix:]
                 meta = json.loads(got)["params"]["_meta"]
                 assert meta["io.github.mcp-trace/request-id"] == r.headers["x-request-id"]
+                assert meta["traceparent"].startswith("00-"), "the server always gets a parent"
         reloads = {k: v for k, v in gateway.stats("wasm").items() if "reload" in k or "crash" in k}
         assert not any(reloads.values()), reloads
     finally:
