@@ -68,7 +68,15 @@ PROJECT = "default"  # Phoenix project for spans without an openinference.projec
 # The client's steps: every request type the filter names, one tool error, and a tool that streams
 # progress notifications over SSE. `ping` is skipped in sessionless mode (it does not exist there).
 STEPS = ["list_tools", "get_weather", "fail_tool", "read_resource", "get_prompt", "slow_progress", "ping"]
-MODES = [("session", "2025-11-25"), ("sessionless", "2026-07-28")]
+# (name, MCP mode, protocol version, HTTP traceparent too): two agents with HTTP
+# instrumentation (the context in each header and in _meta: Envoy's span is the server's
+# parent), and one with only the mcp SDK's own tracing (the context in _meta alone: the
+# filter's own MCP span is, linked to Envoy's span on a trace of its own).
+AGENTS = [
+    ("session", "session", "2025-11-25", True),
+    ("sessionless", "sessionless", "2026-07-28", True),
+    ("_meta only", "sessionless", "2026-07-28", False),
+]
 
 # Attributes shown in the tree, in this order, when a span has them.
 SHOW_ATTRS = [
@@ -273,23 +281,25 @@ def fetch_spans(trace_ids: list[str]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- the MCP client
 
 
-def run_client(mcp_client: Any, tracer: Any, mode: str, headers: dict[str, str]) -> tuple[dict[str, Any], str]:
+def run_client(mcp_client: Any, tracer: Any, agent: str, mode: str, headers: dict[str, str], http_context: bool) -> tuple[dict[str, Any], str]:
     """One MCP session through Envoy under a root span of its own; returns (report, trace id).
 
-    Like an agent with HTTP instrumentation, the client sends each message's context both in
-    _meta and as the HTTP traceparent: Envoy's spans then sit on the agent's trace, and the
-    filter makes Envoy's span the MCP server's parent. Requests without _meta (notifications,
-    GET, DELETE) carry the root span's context from the static header."""
-    with tracer.start_as_current_span(f"mcp-trace demo: {mode} mode") as root:
+    With `http_context`, like an agent with HTTP instrumentation, the client sends each
+    message's context both in _meta and as the HTTP traceparent: Envoy's spans then sit on
+    the agent's trace, and Envoy's span is the MCP server's parent. Requests without _meta
+    (notifications, GET, DELETE) carry the root span's context from the static header.
+    Without it, the context travels in _meta alone, as the mcp SDK's own tracing sends it."""
+    with tracer.start_as_current_span(f"mcp-trace demo: {agent}") as root:
         ctx = root.get_span_context()
         trace_id = format(ctx.trace_id, "032x")
         traceparent = f"00-{trace_id}-{format(ctx.span_id, '016x')}-01"
         report = mcp_client.run(
-            GATEWAY_URL, mode, headers={**headers, "traceparent": traceparent}, otel=True, root_span=False,
-            steps=STEPS, http_traceparent_from_meta=True,
+            GATEWAY_URL, mode, headers={**headers, **({"traceparent": traceparent} if http_context else {})}, otel=True,
+            root_span=False, steps=STEPS, http_traceparent_from_meta=http_context,
         )
-        if report.get("session_id"):
-            root.set_attribute("mcp.session.id", report["session_id"])
+        session = report.get("session_id") or headers.get("X-Session-ID")
+        if session:
+            root.set_attribute("session.id", session)  # Phoenix's Sessions view groups by it
     return report, trace_id
 
 
@@ -327,6 +337,8 @@ def classify(span: dict[str, Any]) -> tuple[str, str]:
         return "mcp-server", "SERVER"
     if name.startswith("MCP send"):
         return "mcp-client", "CLIENT"
+    if "mcp_trace.request_id" in a:  # the filter's own MCP span: the proxy as the server's client
+        return "mcp-trace", "CLIENT"
     if name.startswith(("mcp-trace demo", "mcp-client ")):  # root spans: this demo's, mcp_client.py's
         return "mcp-client", "INTERNAL"
     return "?", "?"
@@ -379,18 +391,19 @@ def render_tree(spans: list[dict[str, Any]], ascii_only: bool) -> list[str]:
     return out
 
 
-def wait_for_spans(expected: dict[str, int]) -> tuple[list[dict[str, Any]], bool]:
-    """Poll Phoenix until every trace holds at least the expected number of Envoy spans (one
-    per HTTP exchange) and the span count has settled."""
+def wait_for_spans(expected: dict[str, tuple[str, int]]) -> tuple[list[dict[str, Any]], bool]:
+    """Poll Phoenix until every trace holds at least the expected number of proxy spans of its
+    kind (Envoy's, or the filter's own) and the span count has settled."""
     deadline = time.monotonic() + SPAN_WAIT_S
     previous = -1
     while True:
         spans = fetch_spans(list(expected))
-        envoy = {t: 0 for t in expected}
+        proxy = {t: 0 for t in expected}
         for s in spans:
-            if classify(s)[0] == "envoy-mcp-gateway":
-                envoy[s["context"]["trace_id"]] = envoy.get(s["context"]["trace_id"], 0) + 1
-        complete = all(envoy[t] >= n for t, n in expected.items())
+            trace_id = s["context"]["trace_id"]
+            if trace_id in expected and classify(s)[0] == expected[trace_id][0]:
+                proxy[trace_id] += 1
+        complete = all(proxy[t] >= n for t, (_, n) in expected.items())
         if complete and len(spans) == previous:
             return spans, True
         if time.monotonic() > deadline:
@@ -518,24 +531,30 @@ def main(argv: list[str] | None = None) -> int:
         say(f"[2/4] MCP client sessions through Envoy at {GATEWAY_URL}")
         runs = []
         ok = True
-        for mode, version in MODES:
+        for agent, mode, version, http_context in AGENTS:
             # Sessionless clients have no Mcp-Session-Id; the filter takes the session from X-Session-ID
             # (one of its default session sources) so the requests of one conversation still group.
             headers = {"X-Session-ID": f"demo-{uuid.uuid4().hex[:8]}"} if mode == "sessionless" else {}
-            report, trace_id = run_client(mcp_client, tracer, mode, headers)
-            runs.append((mode, report, trace_id))
+            report, trace_id = run_client(mcp_client, tracer, agent, mode, headers, http_context)
+            runs.append((agent, report, trace_id, http_context))
             ok = ok and not report["errors"] and report["protocol_version"] == version
             if report.get("session_id"):
                 sid = f", Mcp-Session-Id {report['session_id']}"
             else:
                 sid = "".join(f", {k}: {v}" for k, v in headers.items())
-            say(f"      {mode} mode ({report['protocol_version']}{sid}): {describe_steps(report)}")
+            say(f"      {agent} ({report['protocol_version']}{sid}): {describe_steps(report)}")
             say(f"      -> {len(report['http'])} HTTP exchanges, trace {trace_id}")
         mcp_client.shutdown_otel()
 
         say("[3/4] waiting for the spans to reach Phoenix (Envoy exports in batches, about every 5 s) ...")
         t0 = time.monotonic()
-        expected = {trace_id: len(report["http"]) for _, report, trace_id in runs}  # one Envoy span per request
+        # One Envoy span per HTTP exchange on the agent's trace; for a _meta-only agent, one
+        # filter span per JSON-RPC message it POSTed.
+        expected = {
+            trace_id: ("envoy-mcp-gateway", len(report["http"])) if http_context
+            else ("mcp-trace", sum(1 for ex in report["http"] if ex["method"] == "POST"))
+            for _, report, trace_id, http_context in runs
+        }
         spans, complete = wait_for_spans(expected)
         say(f"      {len(spans)} spans stored after {time.monotonic() - t0:.1f} s")
         if not complete:
@@ -546,10 +565,10 @@ def main(argv: list[str] | None = None) -> int:
         ascii_only = not _can_encode("├─│└")
         say("[4/4] the traces as Phoenix stored them (read back from its REST API)")
         say("      service and kind are inferred: Phoenix stores neither service.name nor the OTel span kind")
-        for mode, report, trace_id in runs:
+        for agent, report, trace_id, _ in runs:
             trace_spans = [sp for sp in spans if sp["context"]["trace_id"] == trace_id]
             say()
-            say(f"Trace {trace_id}  ({mode} mode, {report['protocol_version']}, {len(trace_spans)} spans)")
+            say(f"Trace {trace_id}  ({agent}, {report['protocol_version']}, {len(trace_spans)} spans)")
             if project_id:
                 say(f"  {PHOENIX_URL}/projects/{project_id}/traces/{trace_id}")
             for line in render_tree(trace_spans, ascii_only):
@@ -557,7 +576,9 @@ def main(argv: list[str] | None = None) -> int:
 
         say()
         say(f"Phoenix UI: {PHOENIX_URL}  (project \"{PROJECT}\"; OTLP/HTTP receiver {OTLP_TRACES_URL})")
-        say("Trace ids:  " + "  ".join(f"{mode}={trace_id}" for mode, _, trace_id in runs))
+        if project_id:
+            say(f"Sessions:   {PHOENIX_URL}/projects/{project_id}/sessions  (grouped by session.id, which the filter sets)")
+        say("Trace ids:  " + "  ".join(f"{agent}={trace_id}" for agent, _, trace_id, _ in runs))
         say(f"Demo took {time.monotonic() - t_start:.1f} s.")
         if args.once or args.client_only:
             return 0 if ok else 1

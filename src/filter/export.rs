@@ -31,7 +31,7 @@ pub fn flush(config: &OwnSpansConfig) -> Result<usize, (usize, String)> {
         (":method", "POST"),
         (":path", config.path.as_str()),
         (":authority", config.authority.as_str()),
-        ("content-type", "application/json"),
+        ("content-type", "application/x-protobuf"),
     ];
     // Through the SDK, not `abi`: the SDK must register the call's token to route the
     // response back to the root context (it only fails with BadArgument/InternalFailure).

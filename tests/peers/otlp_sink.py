@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Minimal real OTLP/HTTP trace receiver for tests.
 
-Accepts ``POST /v1/traces`` with
-  * ``Content-Type: application/x-protobuf`` (ExportTraceServiceRequest, binary), or
-  * ``Content-Type: application/json`` (OTLP/JSON: lowerCamelCase keys, *hex* trace/span ids),
-optionally ``Content-Encoding: gzip`` (or ``deflate``).
+Accepts ``POST /v1/traces`` with ``Content-Type: application/x-protobuf``
+(ExportTraceServiceRequest, binary), optionally ``Content-Encoding: gzip`` (or ``deflate``).
+OTLP/JSON is refused with 415, as the demo's backend (Arize Phoenix) refuses it: a sender
+that only speaks JSON must not pass the tests and then export nothing in the demo.
 
 Every span is stored flattened as a plain dict (see ``_flatten_span``).
 
@@ -25,7 +25,6 @@ import argparse
 import base64
 import gzip
 import json
-import re
 import sys
 import threading
 import time
@@ -35,7 +34,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -53,40 +51,8 @@ SPAN_KIND_NAMES = {
 }
 STATUS_CODE_NAMES = {0: "UNSET", 1: "OK", 2: "ERROR"}
 
-_HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
-_HEX16 = re.compile(r"^[0-9a-fA-F]{16}$")
-_ID_KEYS = {
-    # OTLP/JSON spells ids as hex; protobuf's canonical JSON mapping wants base64 for `bytes`.
-    "traceId": _HEX32,
-    "trace_id": _HEX32,
-    "spanId": _HEX16,
-    "span_id": _HEX16,
-    "parentSpanId": _HEX16,
-    "parent_span_id": _HEX16,
-}
-
 
 # --------------------------------------------------------------------------- decoding
-
-
-def _hex_ids_to_base64(node: Any) -> Any:
-    """Walk an OTLP/JSON document and rewrite hex ids into base64 so json_format.Parse accepts them.
-
-    Values that are not hex of the right length (e.g. a sender that already used base64, or "")
-    are left untouched.
-    """
-    if isinstance(node, dict):
-        out = {}
-        for k, v in node.items():
-            pat = _ID_KEYS.get(k)
-            if pat is not None and isinstance(v, str) and pat.match(v):
-                out[k] = base64.b64encode(bytes.fromhex(v)).decode("ascii")
-            else:
-                out[k] = _hex_ids_to_base64(v)
-        return out
-    if isinstance(node, list):
-        return [_hex_ids_to_base64(x) for x in node]
-    return node
 
 
 def decode_any_value(v: AnyValue) -> Any:
@@ -161,8 +127,12 @@ def flatten_request(req: ExportTraceServiceRequest) -> list[dict[str, Any]]:
     return out
 
 
-def decode_body(body: bytes, content_type: str, content_encoding: str) -> tuple[ExportTraceServiceRequest, bool]:
-    """Return (request, is_json). Raises ValueError on anything undecodable."""
+class UnsupportedMediaType(ValueError):
+    pass
+
+
+def decode_body(body: bytes, content_type: str, content_encoding: str) -> ExportTraceServiceRequest:
+    """The request; raises UnsupportedMediaType for JSON, ValueError on anything undecodable."""
     enc = (content_encoding or "").strip().lower()
     if enc == "gzip":
         body = gzip.decompress(body)
@@ -172,15 +142,11 @@ def decode_body(body: bytes, content_type: str, content_encoding: str) -> tuple[
         raise ValueError(f"unsupported Content-Encoding {content_encoding!r}")
 
     ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype not in ("application/x-protobuf", "application/protobuf", ""):
+        raise UnsupportedMediaType(f"unsupported Content-Type {content_type!r} (binary protobuf only)")
     req = ExportTraceServiceRequest()
-    if ctype == "application/json":
-        doc = json.loads(body)
-        json_format.Parse(json.dumps(_hex_ids_to_base64(doc)), req, ignore_unknown_fields=True)
-        return req, True
-    if ctype in ("application/x-protobuf", "application/protobuf", ""):
-        req.ParseFromString(body)
-        return req, False
-    raise ValueError(f"unsupported Content-Type {content_type!r}")
+    req.ParseFromString(body)
+    return req
 
 
 # --------------------------------------------------------------------------- store
@@ -300,18 +266,13 @@ def _make_handler(store: SpanStore, quiet: bool) -> type[BaseHTTPRequestHandler]
             ctype = self.headers.get("Content-Type", "")
             enc = self.headers.get("Content-Encoding", "")
             try:
-                req, is_json = decode_body(body, ctype, enc)
-                spans = flatten_request(req)
-            except Exception as exc:  # decode failure -> 400 like a collector would
+                spans = flatten_request(decode_body(body, ctype, enc))
+            except Exception as exc:  # 415 or 400, like a collector would
                 store.error(f"{type(exc).__name__}: {exc}")
-                self._json(400, {"code": 3, "message": f"cannot decode: {exc}"})
+                self._json(415 if isinstance(exc, UnsupportedMediaType) else 400, {"code": 3, "message": f"cannot decode: {exc}"})
                 return
             store.add(spans, ctype.split(";")[0].strip(), enc)
-            resp = ExportTraceServiceResponse()
-            if is_json:
-                self._send(200, json_format.MessageToJson(resp).encode(), "application/json")
-            else:
-                self._send(200, resp.SerializeToString(), "application/x-protobuf")
+            self._send(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
         def do_GET(self) -> None:  # noqa: N802
             u = urlsplit(self.path)

@@ -231,22 +231,23 @@ def test_meta_traceparent_without_sdk(server, sink):
     assert srv["trace_id"] == tid and srv["parent_span_id"] == sid
 
 
-def test_sink_json_and_gzip(sink):
+def test_sink_takes_gzipped_protobuf_and_refuses_json(sink):
     import gzip
 
     import httpx
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
     sink.clear()
-    doc = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "j"}}]},
-                              "scopeSpans": [{"scope": {"name": "s"}, "spans": [{
-                                  "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
-                                  "parentSpanId": "eee19b7ec3c1b173", "name": "x", "kind": "SPAN_KIND_SERVER",
-                                  "startTimeUnixNano": "1", "endTimeUnixNano": "2",
-                                  "attributes": [{"key": "n", "value": {"intValue": "7"}}],
-                                  "links": [{"traceId": "5b8efff798038103d269b633813fc60d",
-                                             "spanId": "eee19b7ec3c1b175"}]}]}]}]}
-    r = httpx.post(sink.traces_url, content=gzip.compress(json.dumps(doc).encode()),
-                   headers={"content-type": "application/json", "content-encoding": "gzip"})
+    span = Span(trace_id=bytes.fromhex("5b8efff798038103d269b633813fc60c"), span_id=bytes.fromhex("eee19b7ec3c1b174"),
+                parent_span_id=bytes.fromhex("eee19b7ec3c1b173"), name="x", kind=Span.SPAN_KIND_SERVER,
+                start_time_unix_nano=1, end_time_unix_nano=2, attributes=[KeyValue(key="n", value=AnyValue(int_value=7))],
+                links=[Span.Link(trace_id=bytes.fromhex("5b8efff798038103d269b633813fc60d"), span_id=bytes.fromhex("eee19b7ec3c1b175"))])
+    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])])
+    request.resource_spans[0].resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="j")))
+    r = httpx.post(sink.traces_url, content=gzip.compress(request.SerializeToString()),
+                   headers={"content-type": "application/x-protobuf", "content-encoding": "gzip"})
     assert r.status_code == 200
     got = httpx.get(f"{sink.url}/spans", params={"trace_id": "5b8efff798038103d269b633813fc60c"}).json()
     assert len(got) == 1
@@ -254,5 +255,8 @@ def test_sink_json_and_gzip(sink):
     assert (s["span_id"], s["parent_span_id"], s["kind_name"]) == ("eee19b7ec3c1b174", "eee19b7ec3c1b173", "SERVER")
     assert s["attributes"] == {"n": 7} and s["service_name"] == "j"
     assert s["links"][0]["span_id"] == "eee19b7ec3c1b175"
+    # OTLP/JSON is refused, as Phoenix refuses it.
+    r = httpx.post(sink.traces_url, content=json.dumps({"resourceSpans": []}).encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 415
     assert httpx.delete(f"{sink.url}/spans").status_code == 204
     assert httpx.get(f"{sink.url}/spans").json() == []
