@@ -12,7 +12,7 @@ PHOENIX_VERSION := 20.26.1
 APT_PACKAGES := wrk nghttp2-client skopeo umoci docker-registry docker-compose
 APT_COMMANDS := wrk h2load skopeo umoci docker-registry docker-compose
 
-.PHONY: setup setup-rust setup-python setup-phoenix setup-apt build oci test unit lint e2e test-deploy demo bench matrix clean
+.PHONY: setup setup-rust setup-python setup-phoenix setup-apt build oci test unit lint e2e test-deploy test-demo demo bench matrix clean
 
 setup: setup-rust setup-python setup-phoenix setup-apt
 	@echo "setup: done. Next: make demo (a traced agent session) or make test."
@@ -53,9 +53,10 @@ setup-apt:
 build: setup-rust
 	cargo build --release --target wasm32-wasip1
 
-# Unit tests of the core, lints, the end-to-end suite against the real Envoy, then the
-# deployment artefacts (OCI image, manifests, compose file).
-test: unit lint e2e test-deploy
+# Unit tests of the core, lints, the end-to-end suite against the real Envoy, the
+# deployment artefacts (OCI image, manifests, compose file), and the demo against its real
+# backend (Phoenix).
+test: unit lint e2e test-deploy test-demo
 
 unit:
 	cargo test
@@ -73,6 +74,10 @@ e2e: build setup-python
 
 test-deploy: build setup-python setup-apt
 	$(PY) -m pytest -q -p no:cacheprovider tests/deploy
+
+# `make demo` once: fails unless every span it expects reached Phoenix.
+test-demo: build setup-python setup-phoenix
+	$(PY) demo/run_demo.py --once
 
 # The .wasm as an OCI image for Istio's WasmPlugin (target/oci/), reproducibly.
 oci: build setup-apt

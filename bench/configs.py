@@ -20,7 +20,8 @@ feed) differ:
   M   the floor of the job in B's layout: bench/probe-filter in both of B's places
       (one VM per worker), the HCM instance making no call, the upstream instance in
       `mcp_floor` mode, which does only host work no filter doing this job can skip
-      (hold and read the body, write one byte back, fix content-length, set the same 8
+      (drop content-length as the headers leave, hold and read the body, write one byte
+      back, set the same 8
       filter-state keys as B, read the response's first bytes), with no parsing.
       B − M is what mcp-trace's own code and extra calls cost.
   N   Envoy's native MCP filter (envoy.filters.http.mcp) + json_to_metadata (JSON

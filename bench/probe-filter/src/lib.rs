@@ -35,7 +35,9 @@ enum Call {
     GetBody,
     /// Not a probe of one call: the least any filter must do to tag a `tools/call`
     /// span and write `params._meta`, with no parsing at all (`repeat` is ignored):
-    /// hold the body, read it once, replace its first byte, fix `content-length`, set
+    /// drop `content-length` as the headers leave (they are not held: Istio and Envoy
+    /// Gateway cannot let a filter hold them), hold the body, read it once, replace its
+    /// first byte, set
     /// the filter state mcp-trace sets for such a call (same keys, so Envoy evaluates
     /// the same span tags), read the first response chunk. The bench's front M.
     McpFloor,
@@ -136,8 +138,10 @@ impl HttpContext for Probe {
         if self.call == Call::McpFloor {
             // Whether it is JSON (mcp-trace reads all headers in one call).
             std::hint::black_box(self.get_http_request_header("content-type"));
-            // A request without a body has nothing to hold (pausing it would hang it).
-            return if end_of_stream { proxy_wasm::types::Action::Continue } else { proxy_wasm::types::Action::Pause };
+            // The body will change length: its length leaves without it.
+            if !end_of_stream {
+                self.set_http_request_header("content-length", None);
+            }
         }
         proxy_wasm::types::Action::Continue
     }
@@ -152,7 +156,6 @@ impl HttpContext for Probe {
             // splice, the same bytes upstream.
             if let Some(first) = body.first() {
                 self.set_http_request_body(0, 1, &[*first]);
-                self.set_http_request_header("content-length", Some(&body.len().to_string()));
             }
             for (key, value) in FLOOR_PROPERTIES {
                 self.set_property(vec![key], Some(value.as_bytes()));

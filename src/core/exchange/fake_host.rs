@@ -19,8 +19,8 @@ pub struct FakeHost {
     pub durations: Vec<u64>,
     /// `response.code_details`; None: the response came from the upstream.
     pub code_details: Option<String>,
-    /// Host calls made, as Envoy would count them (the hot-path cost driver).
-    pub calls: std::cell::Cell<usize>,
+    /// Host calls made, in order, as Envoy would see them (the hot-path cost driver).
+    pub calls: std::cell::RefCell<Vec<String>>,
 }
 
 impl FakeHost {
@@ -43,6 +43,10 @@ impl FakeHost {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.request_headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
+    fn call(&self, what: impl Into<String>) {
+        self.calls.borrow_mut().push(what.into());
+    }
+
     pub fn count(&self, c: Counter) -> i64 {
         self.counters.get(&c).copied().unwrap_or(0)
     }
@@ -50,66 +54,66 @@ impl FakeHost {
 
 impl Host for FakeHost {
     fn request_protocol(&self) -> Option<String> {
-        self.calls.set(self.calls.get() + 1);
+        self.call("get_property request.protocol");
         Some("HTTP/1.1".into())
     }
     fn request_headers(&self) -> HeaderList {
-        self.calls.set(self.calls.get() + 1);
+        self.call("get_header_map_pairs request");
         HeaderList::from_pairs(self.request_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
-        self.calls.set(self.calls.get() + 1);
+        self.call(format!("{} request {name}", if value.is_some() { "replace_header" } else { "remove_header" }));
         self.request_headers.retain(|(k, _)| k != name);
         if let Some(v) = value {
             self.request_headers.push((name.to_string(), v.to_string()));
         }
     }
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
-        self.calls.set(self.calls.get() + 1);
+        self.call("get_buffer request_body");
         // As Envoy: a read that finds no bytes returns no buffer at all.
         let bytes = &self.request_body[..size.min(self.request_body.len())];
         (!bytes.is_empty()).then(|| bytes.to_vec())
     }
     fn replace_request_body_head(&mut self, replaced: usize, head: &[u8]) {
-        self.calls.set(self.calls.get() + 1);
+        self.call("set_buffer request_body");
         // As Envoy does it: drain `replaced` bytes, prepend `head`.
         self.request_body.splice(..replaced.min(self.request_body.len()), head.iter().copied());
     }
     fn response_header(&self, name: &str) -> Option<String> {
-        self.calls.set(self.calls.get() + 1);
+        self.call(format!("get_header response {name}"));
         self.response_headers.get(name).cloned()
     }
     fn response_code_details(&self) -> Option<String> {
-        self.calls.set(self.calls.get() + 1);
+        self.call("get_property response.code_details");
         Some(self.code_details.clone().unwrap_or_else(|| "via_upstream".into()))
     }
     fn set_response_header(&mut self, name: &str, value: &str) {
-        self.calls.set(self.calls.get() + 1);
+        self.call(format!("replace_header response {name}"));
         self.response_headers.insert(name.to_string(), value.to_string());
     }
     fn response_body(&self, size: usize) -> Option<Vec<u8>> {
-        self.calls.set(self.calls.get() + 1);
+        self.call("get_buffer response_body");
         Some(self.response_chunk[..size].to_vec())
     }
     fn set_property(&mut self, key: &str, value: &str) {
-        self.calls.set(self.calls.get() + 1);
+        self.call(format!("set_property {key}"));
         self.properties.insert(key.to_string(), value.to_string());
     }
     fn property(&self, key: &str) -> Option<String> {
-        self.calls.set(self.calls.get() + 1);
+        self.call(format!("get_property filter_state {key}"));
         self.properties.get(key).cloned()
     }
     fn add(&mut self, counter: Counter, by: i64) {
-        self.calls.set(self.calls.get() + 1);
+        self.call(format!("increment_metric {counter:?}"));
         *self.counters.entry(counter).or_default() += by;
     }
     fn increment_tool(&mut self, _tool: &str) {}
     fn record_duration_ms(&mut self, ms: u64) {
-        self.calls.set(self.calls.get() + 1);
+        self.call("record_metric duration");
         self.durations.push(ms);
     }
     fn now_unix_nanos(&self) -> u64 {
-        self.calls.set(self.calls.get() + 1);
+        self.call("get_current_time");
         1_700_000_000_000_000_000
     }
     fn emit_span(&mut self, span: SpanRecord) {
@@ -119,11 +123,11 @@ impl Host for FakeHost {
 
 impl SharedData for FakeHost {
     fn get_shared(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.calls.set(self.calls.get() + 1);
+        self.call(format!("get_shared_data {key}"));
         self.sessions.get_shared(key)
     }
     fn set_shared(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), CasMismatch> {
-        self.calls.set(self.calls.get() + 1);
+        self.call(format!("set_shared_data {key}"));
         self.sessions.set_shared(key, value, cas)
     }
 }

@@ -481,11 +481,15 @@ fn host_calls_per_tools_call() {
         let conf = config(conf);
         let mut host = FakeHost::post(&body, &[("mcp-session-id", "s")]);
         host.properties.insert("mcp.session.id".into(), "s".into());
-        host.calls.set(0);
+        host.calls.borrow_mut().clear();
         let mut ex = request(&conf, &mut host);
         respond(&mut ex, &mut host, "200", "application/json", &[answer]);
-        counts.push((role, host.calls.get()));
+        counts.push((role, host.calls.take()));
     }
+    for (role, calls) in &counts {
+        println!("{role} ({}):\n  {}", calls.len(), calls.join("\n  "));
+    }
+    let counts: Vec<_> = counts.iter().map(|(role, calls)| (*role, calls.len())).collect();
     // Downstream: headers, x-request-id, the session, and `response.code_details` (to
     // tag the replies Envoy makes itself, which the upstream instance never sees).
     assert_eq!(counts, vec![("downstream", 4), ("upstream", 17), ("standalone", 20)], "{counts:?}");
