@@ -12,11 +12,12 @@ feed) differ:
       sharing one VM per worker, exactly like B. Same wasm plumbing options.
   W1  (optional) the empty filter in the HCM chain only.
   B   mcp-trace as in envoy/envoy.yaml.
-  BH  B holding the request headers until the body is read (`hold_request_headers`,
-      possible only with `allow_on_headers_stop_iteration`), so it sets the new
-      content-length instead of dropping it: the path B took before issue 10.
-  B+  B with `"own_spans": {"enabled": true}` in both instances' plugin configuration
-      (the filter exports its own spans to cluster otel_collector).
+  BS  B with the request headers streamed, not held: no `hold_request_headers` and no
+      `allow_on_headers_stop_iteration`, as every control plane's config has it (Istio,
+      Envoy Gateway); content-length is dropped as the headers leave.
+  B+  B with `"own_spans": {"mode": "always"}` in both instances' plugin configuration
+      (the filter exports its own span for every request, to cluster otel_collector;
+      B does so only when it must, "auto": see the _meta-only load).
   M   the floor of the job in B's layout: bench/probe-filter in both of B's places
       (one VM per worker), the HCM instance making no call, the upstream instance in
       `mcp_floor` mode, which does only host work no filter doing this job can skip
@@ -24,6 +25,8 @@ feed) differ:
       back, set the same 8
       filter-state keys as B, read the response's first bytes), with no parsing.
       B − M is what mcp-trace's own code and extra calls cost.
+  B0  B running another build of the filter (`--baseline-wasm`), to measure a change
+      against the build before it in the same run.
   N   Envoy's native MCP filter (envoy.filters.http.mcp) + json_to_metadata (JSON
       responses) + sse_to_metadata (SSE responses), with span tags and span name
       taken from their dynamic metadata. See `front_native` for what it covers.
@@ -51,15 +54,16 @@ UPSTREAM_ADMIN_PORT = 9902
 OTLP_PORT = 4318
 STREAM_SERVER_PORT = 8001  # bench/sse_server.py, behind the upstream Envoy's /mcp-stream route
 
-FRONTS = ("A", "W", "W1", "M", "B", "BH", "B+", "N")
+FRONTS = ("A", "W", "W1", "M", "B", "BS", "B+", "B0", "N")
 FRONT_DESCRIPTIONS = {
     "A": "bare Envoy (same listener, route, tracer; no wasm)",
     "W": "empty proxy-wasm filter, HCM + router upstream (same two placements as B)",
     "W1": "empty proxy-wasm filter, HCM only",
     "M": "the job's floor in B's layout: a probe filter in both places whose upstream instance only holds and reads the body, writes 1 byte back and sets B's 8 filter-state keys (no parsing)",
     "B": "mcp-trace as in envoy/envoy.yaml",
-    "BH": "B holding request headers until the body is read (hold_request_headers)",
-    "B+": "mcp-trace with own_spans.enabled in both instances",
+    "BS": "B with request headers streamed, not held (no allow_on_headers_stop_iteration, as Istio and Envoy Gateway)",
+    "B+": "mcp-trace with own_spans.mode always in both instances",
+    "B0": "B with the build given by --baseline-wasm",
     "N": "native envoy.filters.http.mcp + json_to_metadata + sse_to_metadata",
 }
 
@@ -151,16 +155,16 @@ def front_job_floor(reference: dict, empty_wasm: Path, probe_wasm: Path) -> dict
     return config
 
 
-def front_mcp_trace(reference: dict, own_spans: bool = False, hold_headers: bool = False) -> dict:
+def front_mcp_trace(reference: dict, own_spans: bool = False, stream_headers: bool = False) -> dict:
     config = copy.deepcopy(reference)
     for f in _wasm_filters(_hcm(config)):
         configuration = f["typed_config"]["config"]["configuration"]
         plugin_config = json.loads(configuration["value"])
         if own_spans:
-            plugin_config["own_spans"] = {"enabled": True}
-        if hold_headers and plugin_config.get("role") == "upstream":
-            assert f["typed_config"]["config"].get("allow_on_headers_stop_iteration"), "holding needs the flag"
-            plugin_config["hold_request_headers"] = True
+            plugin_config["own_spans"] = {"mode": "always"}
+        if stream_headers:
+            plugin_config.pop("hold_request_headers", None)
+            f["typed_config"]["config"].pop("allow_on_headers_stop_iteration", None)
         configuration["value"] = json.dumps(plugin_config)
     return config
 
@@ -257,7 +261,15 @@ def place_front(config: dict, listener_port: int, admin_port: int) -> dict:
     return config
 
 
-def front_config(front: str, reference: dict, empty_wasm: Path, probe_wasm: Path) -> dict:
+def front_with_wasm(reference: dict, wasm: Path) -> dict:
+    config = copy.deepcopy(reference)
+    for f in _wasm_filters(_hcm(config)):
+        f["typed_config"]["config"]["vm_config"]["vm_id"] = "mcp_trace_baseline"  # not B's VM
+        f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(wasm.resolve())
+    return config
+
+
+def front_config(front: str, reference: dict, empty_wasm: Path, probe_wasm: Path, baseline_wasm: Path | None = None) -> dict:
     if front == "A":
         return front_bare(reference)
     if front == "W":
@@ -268,10 +280,14 @@ def front_config(front: str, reference: dict, empty_wasm: Path, probe_wasm: Path
         return front_job_floor(reference, empty_wasm, probe_wasm)
     if front == "B":
         return front_mcp_trace(reference)
-    if front == "BH":
-        return front_mcp_trace(reference, hold_headers=True)
+    if front == "BS":
+        return front_mcp_trace(reference, stream_headers=True)
     if front == "B+":
         return front_mcp_trace(reference, own_spans=True)
+    if front == "B0":
+        if baseline_wasm is None:
+            raise ValueError("front B0 needs --baseline-wasm")
+        return front_with_wasm(reference, baseline_wasm)
     if front == "N":
         return front_native(reference)
     raise ValueError(f"unknown front {front!r}; known: {', '.join(FRONTS)}")

@@ -39,6 +39,9 @@ class Cell:
     body: int  # request body bytes (about)
     conns: int
     tool: str = "wrk"  # "wrk" (HTTP/1.1) or "h2load" (h2c)
+    # The client's context in params._meta only (as the mcp SDK sends it), so mcp-trace
+    # reports its own span (own_spans "auto"); otherwise the client sends no context.
+    meta: bool = False
 
     @property
     def latency(self) -> bool:
@@ -55,6 +58,7 @@ CELLS = (
     Cell("json-1m-c16", "1 MB call, JSON, 16 conns", "/mcp", 1048576, 16),
     Cell("bigres-1k-c16", "1 KB call, 1 MB JSON result, 16 conns", "/mcp-big", 1024, 16),
     Cell("h2-json-1k-c16", "1 KB call, JSON, h2c 16 conns", "/mcp", 1024, 16, "h2load"),
+    Cell("meta-1k-c16", "1 KB call, context in _meta only, 16 conns", "/mcp", 1024, 16, meta=True),
 )
 
 
@@ -87,7 +91,7 @@ def run_wrk(lua: Path, url: str, cell: Cell, seconds: float, cpus: str | None) -
     global _first_id
     _first_id += 10**10  # every run gets its own block of JSON-RPC ids
     args = ["wrk", "-t1", f"-c{cell.conns}", f"-d{seconds:g}s", "--timeout", "5s", "-s", str(lua), url + cell.path]
-    args += ["--", str(cell.body), SESSION_ID, str(_first_id)]
+    args += ["--", str(cell.body), SESSION_ID, str(_first_id), "meta" if cell.meta else "plain"]
     run = subprocess.run(_cmd(args, cpus), capture_output=True, text=True, timeout=seconds + 30)
     line = next((ln for ln in run.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if run.returncode != 0 or line is None:

@@ -186,7 +186,8 @@ class Bench:
         (OUT / "body-1k.json").write_bytes(load.tools_call_body(1024))
         reference = configs.load_reference(REPO)
         for front in self.args.fronts:
-            cfg = configs.shift_ports(configs.front_config(front, reference, EMPTY_WASM, PROBE_WASM), self.offset)
+            cfg = configs.front_config(front, reference, EMPTY_WASM, PROBE_WASM, self.args.baseline_wasm)
+            cfg = configs.shift_ports(cfg, self.offset)
             configs.place_front(cfg, self.front_port(front), self.admin_port(front))
             self.paths[front] = configs.write_yaml(cfg, cfg_dir / f"front-{slug(front)}.yaml")
         for call in self.args.probe:
@@ -327,9 +328,9 @@ class Bench:
                 for i in range(6):  # Envoy's OTel tracer flushes every 5 spans (or every 5 s)
                     load.request_once(port, "/mcp", load.tools_call_body(1024, 100 + i, tool=tool))
                 needles = [b"envoy-mcp-gateway"]
-                if front in ("B", "B+", "N"):
+                if front in ("B", "BS", "B+", "B0", "N"):
                     needles += [b"mcp.method.name", b"tools/call", b"gen_ai.tool.name", tool.encode()]
-                if front in ("B", "B+"):
+                if front in ("B", "BS", "B+", "B0"):
                     needles.append(b"mcp.sse.events")  # the SSE responses were read
                 if front == "M":
                     needles += [b"mcp.method.name", b"gen_ai.tool.name", b"execute_tool"]  # its constant filter state
@@ -365,7 +366,7 @@ class Bench:
         return ttfe
 
     def filter_stats(self) -> dict[str, dict]:
-        return {f: procs.envoy_stats(self.admin_port(f), r"^wasmcustom\.mcp_trace\.") for f in self.args.fronts if f in ("B", "B+")}
+        return {f: procs.envoy_stats(self.admin_port(f), r"^wasmcustom\.mcp_trace\.") for f in self.args.fronts if f in ("B", "BS", "B+", "B0")}
 
     def probe(self) -> dict[str, list]:
         """Host-call unit costs: the probe fronts (one per call kind) take turns on the
@@ -437,6 +438,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="runs of each load per front, fronts taking turns (default 5, quick 2)")
     p.add_argument("--cell-seconds", type=int, help="seconds per run, whole seconds as wrk wants (default 2, quick 1)")
     p.add_argument("--warmup-seconds", type=int, help="load before the first measurement of each front (default 2, quick 1)")
+    p.add_argument("--baseline-wasm", type=Path, help="another build of mcp_trace.wasm, run as front B0 (add B0 to --fronts)")
     p.add_argument("--fronts", default="A,W,M,B,B+,N", help=f"comma-separated, from {','.join(configs.FRONTS)} (default A,W,M,B,B+,N)")
     p.add_argument("--cells", default="", help="comma-separated load keys (default all): " + ",".join(c.key for c in load.CELLS))
     p.add_argument("--memory-requests", type=int, help="requests for the memory run (default 200000, quick 50000)")

@@ -1,7 +1,9 @@
 -- wrk script for `make bench`: MCP tools/call POSTs with a unique JSON-RPC id each.
 --
---   wrk ... -s bench/wrk/tools_call.lua <url> -- <body bytes> [session id] [first id]
+--   wrk ... -s bench/wrk/tools_call.lua <url> -- <body bytes> [session id] [first id] [meta]
 --
+-- With "meta", params._meta carries a sampled traceparent (the client's context in _meta
+-- only, as the mcp SDK sends it).
 -- The body is a JSON-RPC 2.0 tools/call whose params.arguments.data string pads it to
 -- about <body bytes> (the id's digits vary). Ids count up from [first id] and are
 -- unique across wrk threads (each thread has its own block of 10^9).
@@ -26,7 +28,11 @@ function init(args)
    if args[2] then session = args[2] end
    if args[3] then first_id = tonumber(args[3]) end
    head = '{"jsonrpc":"2.0","id":'
-   local middle = ',"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Paris","data":"'
+   local meta = ""
+   if args[4] == "meta" then
+      meta = '"_meta":{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},'
+   end
+   local middle = ',"method":"tools/call","params":{' .. meta .. '"name":"get_weather","arguments":{"city":"Paris","data":"'
    tail = '"}}}'
    -- 12 characters stand for the id.
    local fixed = #head + 12 + #middle + #tail
