@@ -58,6 +58,12 @@ impl HeaderList {
         HeaderList { bytes, entries }
     }
 
+    /// The serialised bytes, as the host handed them over.
+    #[cfg(test)]
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
     /// Builds the list from pairs, as a host would serialise them.
     #[cfg(test)]
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderList {
