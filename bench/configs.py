@@ -53,13 +53,15 @@ UPSTREAM_PORT = 8000
 UPSTREAM_ADMIN_PORT = 9902
 OTLP_PORT = 4318
 STREAM_SERVER_PORT = 8001  # bench/sse_server.py, behind the upstream Envoy's /mcp-stream route
+SESSION_SERVER_PORT = 8002  # FastMCP (tests/peers/mcp_server.py), for the user-session measurement
+SESSION_FRONT_OFFSET = 40  # the session fronts listen on FRONT_PORT + 40 + i (admin likewise)
 
 FRONTS = ("A", "W", "W1", "M", "B", "BS", "B+", "B0", "N")
 FRONT_DESCRIPTIONS = {
     "A": "bare Envoy (same listener, route, tracer; no wasm)",
     "W": "empty proxy-wasm filter, HCM + router upstream (same two placements as B)",
     "W1": "empty proxy-wasm filter, HCM only",
-    "M": "the job's floor in B's layout: a probe filter in both places whose upstream instance only holds and reads the body, writes 1 byte back and sets B's 8 filter-state keys (no parsing)",
+    "M": "the job's floor in B's layout: a probe filter in both places whose upstream instance only holds and reads the body, writes 1 byte back, fixes content-length on the held headers and sets B's 7 filter-state keys (no parsing)",
     "B": "mcp-trace as in envoy/envoy.yaml",
     "BS": "B with request headers streamed, not held (no allow_on_headers_stop_iteration, as Istio and Envoy Gateway)",
     "B+": "mcp-trace with own_spans.mode always in both instances",
@@ -151,7 +153,10 @@ def front_job_floor(reference: dict, empty_wasm: Path, probe_wasm: Path) -> dict
     for plugin, call in zip((f["typed_config"]["config"] for f in _wasm_filters(_hcm(config))), ("none", "mcp_floor")):
         plugin["vm_config"]["vm_id"] = "bench_floor"
         plugin["vm_config"]["code"]["local"]["filename"] = str(probe_wasm.resolve())
-        plugin["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps({"call": call, "repeat": 1})}
+        # The request headers are held as B holds them (where its config lets it).
+        hold = bool(plugin.get("allow_on_headers_stop_iteration"))
+        settings = {"call": call, "repeat": 1, "hold": hold}
+        plugin["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps(settings)}
     return config
 
 
@@ -414,6 +419,15 @@ def upstream_config(big_body_file: Path, with_sink: bool = True) -> dict:
             ],
         },
     }
+
+
+def point_at(config: dict, port: int) -> dict:
+    """The front's MCP upstream (cluster `mcp_upstream`) moved to 127.0.0.1:`port`."""
+    cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == "mcp_upstream")
+    for group in cluster["load_assignment"]["endpoints"]:
+        for endpoint in group["lb_endpoints"]:
+            endpoint["endpoint"]["address"]["socket_address"]["port_value"] = port
+    return config
 
 
 def shift_ports(config: dict, offset: int) -> dict:

@@ -38,15 +38,18 @@ pub struct Duties {
     /// Tag the responses Envoy makes itself (no route, upstream unreachable, timeout…),
     /// which the paired upstream instance never sees.
     pub local_replies: bool,
+    /// Note, in the VM both paired instances share, that the upstream answered (so the
+    /// downstream instance need not ask Envoy whether it made the reply itself).
+    pub notes_answers: bool,
 }
 
 impl Role {
     pub fn duties(self) -> Duties {
         match self {
             // A standalone instance sees local replies in its own response path.
-            Role::Standalone => Duties { identity: true, mcp: true, sees_envoy_span: false, local_replies: false },
-            Role::Downstream => Duties { identity: true, mcp: false, sees_envoy_span: false, local_replies: true },
-            Role::Upstream => Duties { identity: false, mcp: true, sees_envoy_span: true, local_replies: false },
+            Role::Standalone => Duties { identity: true, mcp: true, sees_envoy_span: false, local_replies: false, notes_answers: false },
+            Role::Downstream => Duties { identity: true, mcp: false, sees_envoy_span: false, local_replies: true, notes_answers: false },
+            Role::Upstream => Duties { identity: false, mcp: true, sees_envoy_span: true, local_replies: false, notes_answers: true },
         }
     }
 }

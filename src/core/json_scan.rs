@@ -94,9 +94,9 @@ pub struct JsonScanner {
     /// a batch array; 0 until the first byte decides.
     message_depth: usize,
     current: MessageSummary,
-    key: Vec<u8>,
+    key: InlineBytes<MAX_KEY_LEN>,
     key_overflow: bool,
-    capture: Vec<u8>,
+    capture: InlineBytes<MAX_CAPTURE>,
     capturing: bool,
     capture_is_string: bool,
     failed: bool,
@@ -118,9 +118,9 @@ impl JsonScanner {
             expect_key: false,
             message_depth: 0,
             current: MessageSummary::default(),
-            key: Vec::new(),
+            key: InlineBytes::new(),
             key_overflow: false,
-            capture: Vec::new(),
+            capture: InlineBytes::new(),
             capturing: false,
             capture_is_string: false,
             failed: false,
@@ -143,29 +143,23 @@ impl JsonScanner {
         let mut i = 0;
         while let Some(&b) = chunk.get(i).filter(|_| !self.failed) {
             match self.lex {
-                Lex::Str { escape } => {
-                    // Fast path: skip plain string bytes we do not keep.
-                    if !escape && !self.capturing && !self.in_key() {
-                        let Some(p) = memchr::memchr2(b'"', b'\\', chunk.get(i..).unwrap_or_default()) else { return };
-                        i += p;
-                        if chunk.get(i) == Some(&b'\\') {
-                            self.lex = Lex::Str { escape: true };
-                        } else {
-                            self.end_string();
-                        }
-                        i += 1;
-                        continue;
-                    }
-                    if escape {
-                        self.lex = Lex::Str { escape: false };
-                        self.keep(b);
-                    } else if b == b'\\' {
+                Lex::Str { escape: true } => {
+                    self.lex = Lex::Str { escape: false };
+                    self.keep(b);
+                    i += 1;
+                }
+                Lex::Str { escape: false } => {
+                    // Plain string bytes up to the next quote or backslash, at once.
+                    let rest = chunk.get(i..).unwrap_or_default();
+                    let plain = memchr::memchr2(b'"', b'\\', rest);
+                    self.keep_run(rest.get(..plain.unwrap_or(rest.len())).unwrap_or_default());
+                    let Some(p) = plain else { return };
+                    i += p;
+                    if chunk.get(i) == Some(&b'\\') {
                         self.lex = Lex::Str { escape: true };
-                        self.keep(b);
-                    } else if b == b'"' {
-                        self.end_string();
+                        self.keep(b'\\');
                     } else {
-                        self.keep(b);
+                        self.end_string();
                     }
                     i += 1;
                 }
@@ -196,14 +190,26 @@ impl JsonScanner {
         self.stack.len()
     }
 
-    fn keep(&mut self, b: u8) {
+    /// [`Self::keep`] for a run of plain string bytes.
+    fn keep_run(&mut self, run: &[u8]) {
+        if run.is_empty() {
+            return;
+        }
         if self.in_key() {
-            if self.key.len() < MAX_KEY_LEN {
-                self.key.push(b);
-            } else {
+            if !self.key.extend(run) {
                 self.key_overflow = true;
             }
-        } else if self.capturing && self.capture.len() < MAX_CAPTURE {
+        } else if self.capturing {
+            self.capture.extend(run);
+        }
+    }
+
+    fn keep(&mut self, b: u8) {
+        if self.in_key() {
+            if !self.key.push(b) {
+                self.key_overflow = true;
+            }
+        } else if self.capturing {
             self.capture.push(b);
         }
     }
@@ -327,7 +333,7 @@ impl JsonScanner {
         if d == 0 || d > MAX_TRACKED_DEPTH {
             return;
         }
-        let key: &[u8] = if self.key_overflow { b"" } else { &self.key };
+        let key: &[u8] = if self.key_overflow { b"" } else { self.key.as_slice() };
         let parent = self.slot_at(d - 1);
         let slot = if d == self.message_depth {
             match key {
@@ -366,25 +372,66 @@ impl JsonScanner {
             return;
         }
         self.capturing = false;
-        let raw = std::mem::take(&mut self.capture);
-        let text = if self.capture_is_string { unescape(&raw) } else { String::from_utf8_lossy(&raw).into_owned() };
+        let raw = self.capture.as_slice();
+        let is_string = self.capture_is_string;
+        let text = || if is_string { unescape(raw) } else { String::from_utf8_lossy(raw).into_owned() };
         match self.current_slot() {
             Slot::Id => {
-                self.current.id = match (self.capture_is_string, text.as_str()) {
-                    (true, _) => Some(RequestId::Text(text.into())),
-                    (false, "null") => None,
-                    (false, _) => Some(RequestId::Number(text.into())),
+                self.current.id = match (is_string, raw) {
+                    (true, _) => Some(RequestId::Text(text().into())),
+                    (false, b"null") => None,
+                    (false, _) => Some(RequestId::Number(text().into())),
                 }
             }
-            Slot::Method if self.capture_is_string => self.current.method = Some(text),
-            Slot::ErrorCode => self.current.error_code = Some(text),
-            Slot::ErrorMessage if self.capture_is_string => self.current.error_message = Some(text),
-            Slot::IsError => self.current.is_error = Some(text == "true"),
-            Slot::ProtocolVersion if self.capture_is_string => self.current.protocol_version = Some(text),
+            Slot::Method if is_string => self.current.method = Some(text()),
+            Slot::ErrorCode => self.current.error_code = Some(text()),
+            Slot::ErrorMessage if is_string => self.current.error_message = Some(text()),
+            Slot::IsError => self.current.is_error = Some(raw == b"true"),
+            Slot::ProtocolVersion if is_string => self.current.protocol_version = Some(text()),
             _ => {}
         }
-        self.capture = raw;
         self.capture.clear();
+    }
+}
+
+/// Up to `N` bytes kept inline (the scanner's key and capture: bounded, so no allocation
+/// per response); bytes beyond `N` are dropped.
+#[derive(Debug, Clone)]
+struct InlineBytes<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> InlineBytes<N> {
+    fn new() -> Self {
+        InlineBytes { bytes: [0; N], len: 0 }
+    }
+
+    /// False when full (the byte is dropped).
+    fn push(&mut self, b: u8) -> bool {
+        let Some(slot) = self.bytes.get_mut(self.len) else { return false };
+        *slot = b;
+        self.len += 1;
+        true
+    }
+
+    /// False when not all of `run` fit (what fits is kept).
+    fn extend(&mut self, run: &[u8]) -> bool {
+        let room = N.saturating_sub(self.len);
+        let take = run.len().min(room);
+        if let (Some(dst), Some(src)) = (self.bytes.get_mut(self.len..self.len + take), run.get(..take)) {
+            dst.copy_from_slice(src);
+            self.len += take;
+        }
+        take == run.len()
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
     }
 }
 

@@ -10,14 +10,14 @@ pub const MAX_LOGGED_LEN: usize = 64;
 pub fn prefix(request_id: Option<&str>, session_id: Option<&str>) -> String {
     format!(
         "[req={}|session={}]",
-        request_id.map_or_else(|| "-".to_string(), |r| bounded_printable(r, MAX_LOGGED_LEN)),
-        session_id.map_or_else(|| "-".to_string(), |s| bounded_printable(s, MAX_LOGGED_LEN))
+        request_id.map_or(std::borrow::Cow::Borrowed("-"), |r| bounded_printable(r, MAX_LOGGED_LEN)),
+        session_id.map_or(std::borrow::Cow::Borrowed("-"), |s| bounded_printable(s, MAX_LOGGED_LEN))
     )
 }
 
 /// Tool-argument key names for a log line: names only, never values.
 pub fn argument_keys(keys: &[String]) -> String {
-    let names: Vec<String> = keys.iter().map(|k| bounded_printable(k, MAX_LOGGED_LEN)).collect();
+    let names: Vec<_> = keys.iter().map(|k| bounded_printable(k, MAX_LOGGED_LEN)).collect();
     format!("[{}]", names.join(","))
 }
 

@@ -6,30 +6,33 @@
 //! it (key order, whitespace, number formatting, escapes).
 
 use crate::core::jsonrpc::{Layout, Member, MetaLayout, ParamsLayout};
+use std::borrow::Cow;
 
 /// What to do with one `_meta` key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyWrite {
+pub enum KeyWrite<'v> {
     /// Set the key to this string (replacing every existing occurrence).
-    Set(String),
+    Set(Cow<'v, str>),
     /// Remove every occurrence (a stale or invalid value).
     Remove,
     /// Leave it as it is.
     Keep,
 }
 
-/// The `_meta` edits for one message: a list of (key, action).
+/// The `_meta` edits for one message: a list of (key, action). Keys and values are
+/// borrowed where they can be (configured keys, the request's ids): it is built for
+/// every request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MetaWrite {
-    pub keys: Vec<(String, KeyWrite)>,
+pub struct MetaWrite<'k> {
+    pub keys: Vec<(&'k str, KeyWrite<'k>)>,
 }
 
-impl MetaWrite {
-    pub fn set(&mut self, key: &str, value: String) {
-        self.keys.push((key.to_string(), KeyWrite::Set(value)));
+impl<'k> MetaWrite<'k> {
+    pub fn set(&mut self, key: &'k str, value: impl Into<Cow<'k, str>>) {
+        self.keys.push((key, KeyWrite::Set(value.into())));
     }
-    pub fn remove(&mut self, key: &str) {
-        self.keys.push((key.to_string(), KeyWrite::Remove));
+    pub fn remove(&mut self, key: &'k str) {
+        self.keys.push((key, KeyWrite::Remove));
     }
     fn is_noop(&self) -> bool {
         self.keys.iter().all(|(_, w)| *w == KeyWrite::Keep)
@@ -104,38 +107,31 @@ pub fn splice_head(body: &[u8], targets: &[(&Layout, &MetaWrite)]) -> (Option<Sp
 }
 
 fn plan(layout: &Layout, write: &MetaWrite, edits: &mut Vec<Edit>) -> Result<(), SpliceSkip> {
-    match &layout.params {
-        ParamsLayout::Untouchable => Err(SpliceSkip::Untouchable),
-        ParamsLayout::Absent => {
-            let members = set_members(write.keys.iter());
-            if members.is_empty() {
-                return Ok(());
-            }
-            let comma = if layout.object_empty { "" } else { "," };
-            edits.push(insert(layout.object_open + 1, format!("\"params\":{{\"_meta\":{{{members}}}}}{comma}")));
-            Ok(())
-        }
+    // Where `_meta` is absent, the new object (and `params`, if absent too) around the
+    // members; a comma when something follows.
+    let (at, before, after) = match &layout.params {
+        ParamsLayout::Untouchable => return Err(SpliceSkip::Untouchable),
+        ParamsLayout::Absent => (layout.object_open + 1, "\"params\":{\"_meta\":{", if layout.object_empty { "}}" } else { "}}," }),
         ParamsLayout::Object { open, empty, meta } => match meta {
-            MetaLayout::Untouchable => Err(SpliceSkip::Untouchable),
-            MetaLayout::Absent => {
-                let members = set_members(write.keys.iter());
-                if members.is_empty() {
-                    return Ok(());
-                }
-                let comma = if *empty { "" } else { "," };
-                edits.push(insert(open + 1, format!("\"_meta\":{{{members}}}{comma}")));
-                Ok(())
-            }
+            MetaLayout::Untouchable => return Err(SpliceSkip::Untouchable),
+            MetaLayout::Absent => (open + 1, "\"_meta\":{", if *empty { "}" } else { "}," }),
             MetaLayout::Object { open, members } => {
                 plan_existing_meta(*open, members, write, edits);
-                Ok(())
+                return Ok(());
             }
         },
+    };
+    let mut text = String::with_capacity(MEMBERS_CAPACITY);
+    text.push_str(before);
+    if push_set_members(&mut text, write.keys.iter()) {
+        text.push_str(after);
+        edits.push(insert(at, text));
     }
+    Ok(())
 }
 
 fn plan_existing_meta(open: usize, members: &[Member], write: &MetaWrite, edits: &mut Vec<Edit>) {
-    let action = |key: &str| write.keys.iter().find(|(k, _)| k == key).map(|(_, w)| w);
+    let action = |key: &str| write.keys.iter().find(|(k, _)| *k == key).map(|(_, w)| w);
     let removed: Vec<bool> = members.iter().map(|m| action(&m.key) == Some(&KeyWrite::Remove)).collect();
     // Existing keys we set: replace the value in place, keeping the key where it was.
     for m in members {
@@ -158,29 +154,35 @@ fn plan_existing_meta(open: usize, members: &[Member], write: &MetaWrite, edits:
         i = after;
     }
     // Keys we set that are not there yet: insert right after `{`.
-    let text = set_members(write.keys.iter().filter(|(k, _)| !members.iter().any(|m| &m.key == k)));
-    if !text.is_empty() {
-        let any_kept = removed.iter().any(|r| !r);
-        edits.push(insert(open + 1, if any_kept { format!("{text},") } else { text }));
+    let mut text = String::with_capacity(MEMBERS_CAPACITY);
+    if push_set_members(&mut text, write.keys.iter().filter(|(k, _)| !members.iter().any(|m| m.key == *k))) {
+        if removed.iter().any(|r| !r) {
+            text.push(',');
+        }
+        edits.push(insert(open + 1, text));
     }
 }
 
-/// The `Set` writes among `keys` as `"key":"value"` members, comma-separated, written
-/// into one string (this runs for every request).
-fn set_members<'k>(keys: impl Iterator<Item = &'k (String, KeyWrite)>) -> String {
-    // Room for a traceparent, a tracestate and two ids without growing.
-    let mut members = String::with_capacity(256);
+/// Room for a traceparent, a tracestate and two ids (and the `params`/`_meta` around
+/// them) without growing.
+const MEMBERS_CAPACITY: usize = 256;
+
+/// Appends the `Set` writes among `keys` to `out` as `"key":"value"` members,
+/// comma-separated. False when there were none.
+fn push_set_members<'w, 'k: 'w>(out: &mut String, keys: impl Iterator<Item = &'w (&'k str, KeyWrite<'k>)>) -> bool {
+    let mut any = false;
     for (k, w) in keys {
         if let KeyWrite::Set(v) = w {
-            if !members.is_empty() {
-                members.push(',');
+            if any {
+                out.push(',');
             }
-            push_json_string(&mut members, k);
-            members.push(':');
-            push_json_string(&mut members, v);
+            push_json_string(out, k);
+            out.push(':');
+            push_json_string(out, v);
+            any = true;
         }
     }
-    members
+    any
 }
 
 fn insert(at: usize, text: String) -> Edit {
@@ -213,9 +215,9 @@ mod tests {
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-    fn write_tp() -> MetaWrite {
+    fn write_tp() -> MetaWrite<'static> {
         let mut w = MetaWrite::default();
-        w.set("traceparent", TP.into());
+        w.set("traceparent", TP);
         w
     }
 
@@ -303,7 +305,7 @@ mod tests {
     #[test]
     fn escapes_values() {
         let mut w = MetaWrite::default();
-        w.set("io.github.mcp-trace/request-id", "a\"b\\c".into());
+        w.set("io.github.mcp-trace/request-id", "a\"b\\c");
         let input = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
         let out = apply(input, &w);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();

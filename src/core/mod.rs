@@ -21,3 +21,4 @@ pub mod span;
 pub mod sse;
 pub mod text;
 pub mod trace_context;
+pub mod upstream_answers;

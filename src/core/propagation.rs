@@ -57,7 +57,7 @@ pub struct OwnSpanContext {
 /// What to write into one message's `_meta`, and the own span, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    pub meta: MetaWrite,
+    pub meta: MetaWrite<'static>,
     pub own_span: Option<OwnSpanContext>,
     /// The context the server will continue (for logs and tests).
     pub server_parent: Option<TraceParent>,
@@ -89,12 +89,12 @@ pub fn plan(mode: ParentMode, header: &HeaderContext, meta: &MetaContext, root_s
     let meta_ts = meta_tp.and(meta.tracestate.as_ref().and_then(|v| v.as_ref().ok()).and_then(|v| validate_tracestate(v)));
     if let Some(Err(())) | Some(Ok(_)) = &meta.baggage {
         let valid = matches!(&meta.baggage, Some(Ok(b)) if validate_baggage(b).is_some());
-        write.keys.push(("baggage".into(), if valid { KeyWrite::Keep } else { KeyWrite::Remove }));
+        write.keys.push(("baggage", if valid { KeyWrite::Keep } else { KeyWrite::Remove }));
     }
     let meta_tp_present = meta.traceparent.is_some();
     let meta_ts_present = meta.tracestate.is_some();
     // The traceparent/tracestate pair to write, or keep what `_meta` has.
-    let set_pair = |write: &mut MetaWrite, tp: TraceParent, ts: Option<&str>| {
+    let set_pair = |write: &mut MetaWrite<'static>, tp: TraceParent, ts: Option<&str>| {
         write.set("traceparent", tp.to_header());
         match ts {
             Some(ts) => write.set("tracestate", ts.to_string()),
@@ -102,12 +102,12 @@ pub fn plan(mode: ParentMode, header: &HeaderContext, meta: &MetaContext, root_s
             None => {}
         }
     };
-    let keep_meta = |write: &mut MetaWrite| {
+    let keep_meta = |write: &mut MetaWrite<'static>| {
         if meta_ts.is_none() && meta_ts_present {
             write.remove("tracestate");
         }
     };
-    let drop_invalid_meta = |write: &mut MetaWrite| {
+    let drop_invalid_meta = |write: &mut MetaWrite<'static>| {
         if meta_tp_present {
             write.remove("traceparent");
         }
@@ -196,13 +196,13 @@ mod tests {
 
     fn set(plan: &Plan, key: &str) -> Option<String> {
         plan.meta.keys.iter().find_map(|(k, w)| match w {
-            KeyWrite::Set(v) if k == key => Some(v.clone()),
+            KeyWrite::Set(v) if *k == key => Some(v.to_string()),
             _ => None,
         })
     }
 
     fn removed(plan: &Plan, key: &str) -> bool {
-        plan.meta.keys.iter().any(|(k, w)| k == key && *w == KeyWrite::Remove)
+        plan.meta.keys.iter().any(|(k, w)| *k == key && *w == KeyWrite::Remove)
     }
 
     #[test]

@@ -55,11 +55,11 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
     out
 }
 
-fn write() -> MetaWrite {
+fn write() -> MetaWrite<'static> {
     let mut w = MetaWrite::default();
-    w.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01".into());
+    w.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01");
     w.remove("tracestate");
-    w.set("io.github.mcp-trace/request-id", "r\"1".into());
+    w.set("io.github.mcp-trace/request-id", "r\"1");
     w
 }
 

@@ -7,6 +7,7 @@
 use crate::core::json_scan::MessageSummary;
 use crate::core::jsonrpc::Message;
 use crate::core::text::bounded_printable;
+use std::borrow::Cow;
 
 /// Attribute keys, as the convention spells them. `envoy/envoy.yaml` maps each one
 /// with a `custom_tags` entry reading `%FILTER_STATE(wasm.<key>:PLAIN)%`.
@@ -83,10 +84,10 @@ pub struct Target<'a> {
     pub target: Option<&'a str>,
 }
 
-impl Target<'_> {
+impl<'a> Target<'a> {
     /// The target attribute and the span-name suffix it gives, if any. A resource URI
     /// only when opted in: URIs can be high-cardinality and can carry data.
-    fn named(&self, record_resource_uri: bool) -> Option<(&'static str, &str)> {
+    fn named(&self, record_resource_uri: bool) -> Option<(&'static str, &'a str)> {
         match (self.method, self.target) {
             ("tools/call", Some(tool)) => Some((keys::GEN_AI_TOOL_NAME, tool)),
             ("prompts/get", Some(prompt)) => Some((keys::GEN_AI_PROMPT_NAME, prompt)),
@@ -97,22 +98,26 @@ impl Target<'_> {
 
     /// The span name: `{mcp.method.name} {target}`, else the method.
     pub fn span_name(&self, record_resource_uri: bool) -> String {
-        let mut name = bounded_printable(self.method, MAX_ATTRIBUTE_LEN);
-        if let Some((_, target)) = self.named(record_resource_uri) {
-            name.push(' ');
-            name.push_str(&bounded_printable(target, MAX_ATTRIBUTE_LEN));
-        }
+        let method = bounded_printable(self.method, MAX_ATTRIBUTE_LEN);
+        let Some((_, target)) = self.named(record_resource_uri) else { return method.into_owned() };
+        let target = bounded_printable(target, MAX_ATTRIBUTE_LEN);
+        let mut name = String::with_capacity(method.len() + 1 + target.len());
+        name.push_str(&method);
+        name.push(' ');
+        name.push_str(&target);
         name
     }
 
     /// `mcp.method.name`, the target attribute, and `gen_ai.operation.name` for tools.
-    pub fn attributes(&self, record_resource_uri: bool, attrs: &mut Attributes) {
-        let text = |s: &str| Value::Str(bounded_printable(s, MAX_ATTRIBUTE_LEN));
-        attrs.push((keys::MCP_METHOD_NAME, text(self.method)));
+    pub fn each_attribute<'t>(&self, record_resource_uri: bool, emit: &mut impl FnMut(&'static str, Cow<'t, str>))
+    where
+        'a: 't,
+    {
+        emit(keys::MCP_METHOD_NAME, bounded_printable(self.method, MAX_ATTRIBUTE_LEN));
         if let Some((key, target)) = self.named(record_resource_uri) {
-            attrs.push((key, text(target)));
+            emit(key, bounded_printable(target, MAX_ATTRIBUTE_LEN));
             if key == keys::GEN_AI_TOOL_NAME {
-                attrs.push((keys::GEN_AI_OPERATION_NAME, Value::Str("execute_tool".into())));
+                emit(keys::GEN_AI_OPERATION_NAME, Cow::Borrowed("execute_tool"));
             }
         }
     }
@@ -139,48 +144,60 @@ pub struct RequestFacts<'a> {
     pub record_resource_uri: bool,
 }
 
-/// Attributes known when the request has been read.
-pub fn request_attributes(message: &Message, facts: &RequestFacts) -> Attributes {
-    let mut attrs: Attributes = Vec::with_capacity(12);
-    let text = |s: &str| Value::Str(bounded_printable(s, MAX_ATTRIBUTE_LEN));
+/// Attributes known when the request has been read, each handed to `emit` as text
+/// borrowed from the message where it needs no cleaning: Envoy's span gets them as
+/// filter state without a copy, and only an own span owns them
+/// ([`request_attributes`]).
+pub fn each_request_attribute<'m>(message: &'m Message, facts: &RequestFacts<'m>, emit: &mut impl FnMut(&'static str, Cow<'m, str>)) {
+    let text = |s: &'m str| bounded_printable(s, MAX_ATTRIBUTE_LEN);
     if message.method.is_some() {
-        target_of(message).attributes(facts.record_resource_uri, &mut attrs);
+        target_of(message).each_attribute(facts.record_resource_uri, emit);
     }
     if let Some(id) = message.id.as_ref().map(|id| id.as_str()) {
-        attrs.push((keys::JSONRPC_REQUEST_ID, text(id)));
+        emit(keys::JSONRPC_REQUEST_ID, text(id));
     }
     if message.jsonrpc_version != "2.0" {
-        attrs.push((keys::JSONRPC_PROTOCOL_VERSION, text(&message.jsonrpc_version)));
+        emit(keys::JSONRPC_PROTOCOL_VERSION, text(&message.jsonrpc_version));
     }
     if let Some(session) = facts.session_id {
-        set_session(&mut attrs, session);
+        emit(keys::SESSION_ID, text(session));
+        emit(keys::MCP_SESSION_ID, text(session));
     }
     if let Some(version) = message.protocol_version.as_deref().or(facts.protocol_version_header) {
-        attrs.push((keys::MCP_PROTOCOL_VERSION, text(version)));
+        emit(keys::MCP_PROTOCOL_VERSION, text(version));
     }
-    attrs.extend(network_attributes(facts.http_version));
-    attrs.push((keys::REQUEST_ID, text(facts.request_id)));
+    each_network_attribute(facts.http_version, emit);
+    emit(keys::REQUEST_ID, text(facts.request_id));
+}
+
+/// [`each_request_attribute`], owned: for the filter's own spans.
+pub fn request_attributes(message: &Message, facts: &RequestFacts) -> Attributes {
+    let mut attrs: Attributes = Vec::with_capacity(12);
+    each_request_attribute(message, facts, &mut |key, value| attrs.push((key, Value::Str(value.into_owned()))));
     attrs
 }
 
 /// The session of an operation, under both keys (replacing an earlier one).
 pub fn set_session(attrs: &mut Attributes, session: &str) {
     attrs.retain(|(k, _)| !matches!(*k, keys::MCP_SESSION_ID | keys::SESSION_ID));
-    let id = bounded_printable(session, MAX_ATTRIBUTE_LEN);
+    let id = bounded_printable(session, MAX_ATTRIBUTE_LEN).into_owned();
     attrs.push((keys::SESSION_ID, Value::Str(id.clone())));
     attrs.push((keys::MCP_SESSION_ID, Value::Str(id)));
 }
 
 /// `network.*` for an HTTP request over TCP.
-pub fn network_attributes(http_version: Option<&str>) -> Attributes {
-    let mut attrs: Attributes =
-        vec![(keys::NETWORK_PROTOCOL_NAME, Value::Str("http".into())), (keys::NETWORK_TRANSPORT, Value::Str("tcp".into()))];
-    let version = http_version.map(|v| v.trim_start_matches("HTTP/").trim_start_matches("http/"));
-    if let Some(v) = version.filter(|v| matches!(*v, "1.0" | "1.1" | "2" | "2.0" | "3")) {
-        let v = if v == "2.0" { "2" } else { v };
-        attrs.push((keys::NETWORK_PROTOCOL_VERSION, Value::Str(v.into())));
-    }
-    attrs
+pub fn each_network_attribute<'t>(http_version: Option<&str>, emit: &mut impl FnMut(&'static str, Cow<'t, str>)) {
+    emit(keys::NETWORK_PROTOCOL_NAME, Cow::Borrowed("http"));
+    emit(keys::NETWORK_TRANSPORT, Cow::Borrowed("tcp"));
+    let version = http_version.map(|v| v.strip_prefix("HTTP/").or_else(|| v.strip_prefix("http/")).unwrap_or(v));
+    let version = match version {
+        Some("1.0") => "1.0",
+        Some("1.1") => "1.1",
+        Some("2" | "2.0") => "2",
+        Some("3") => "3",
+        _ => return,
+    };
+    emit(keys::NETWORK_PROTOCOL_VERSION, Cow::Borrowed(version));
 }
 
 /// The outcome of an operation, from its JSON-RPC response or the HTTP status.
@@ -202,11 +219,11 @@ impl Outcome {
     /// From the response message that answers the request.
     pub fn from_response(summary: &MessageSummary) -> Outcome {
         if let Some(code) = summary.error_code.as_deref() {
-            let code = bounded_printable(code, MAX_ERROR_CODE_LEN);
+            let code = bounded_printable(code, MAX_ERROR_CODE_LEN).into_owned();
             return Outcome {
                 error_type: Some(code.clone()),
                 status_code: Some(code),
-                message: summary.error_message.as_deref().map(|m| bounded_printable(m, MAX_ATTRIBUTE_LEN)),
+                message: summary.error_message.as_deref().map(|m| bounded_printable(m, MAX_ATTRIBUTE_LEN).into_owned()),
             };
         }
         if summary.has_error {

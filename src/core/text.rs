@@ -1,5 +1,7 @@
 //! Small text rules shared by IDs, headers, log lines and span attributes.
 
+use std::borrow::Cow;
+
 /// True when `value` is non-empty, at most `max_len` bytes, and every byte is visible
 /// ASCII (0x21..=0x7E). This is the MCP rule for `Mcp-Session-Id`, and we apply it to
 /// every identifier we accept from a client: it rules out CR/LF injection, spaces and
@@ -8,22 +10,20 @@ pub fn is_visible_ascii(value: &str, max_len: usize) -> bool {
     !value.is_empty() && value.len() <= max_len && value.bytes().all(|b| (0x21..=0x7E).contains(&b))
 }
 
-/// Copies at most `max_len` bytes of `value` (cut on a char boundary), with control
-/// characters replaced, so client-chosen strings (tool names, error messages) can go
-/// into log lines and span attributes without forging lines or bloating spans.
-pub fn bounded_printable(value: &str, max_len: usize) -> String {
+/// At most `max_len` bytes of `value` (cut on a char boundary), with control characters
+/// replaced, so client-chosen strings (tool names, error messages) can go into log lines
+/// and span attributes without forging lines or bloating spans. Borrowed in the common
+/// case (printable ASCII): no copy.
+pub fn bounded_printable(value: &str, max_len: usize) -> Cow<'_, str> {
     let mut end = value.len().min(max_len);
     while !value.is_char_boundary(end) {
         end -= 1;
     }
     let head = value.get(..end).unwrap_or("");
-    // Printable ASCII, the common case (tool names, methods, ids): one copy.
     if head.bytes().all(|b| (0x20..0x7F).contains(&b)) {
-        return head.to_string();
+        return Cow::Borrowed(head);
     }
-    let mut out = String::with_capacity(head.len());
-    out.extend(head.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }));
-    out
+    Cow::Owned(head.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect())
 }
 
 /// Lowercase hex of `bytes`.

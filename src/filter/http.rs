@@ -9,8 +9,10 @@ use crate::core::headers::HeaderList;
 use crate::core::metrics::Counter;
 use crate::core::otlp::SpanRecord;
 use crate::core::session_store::{CasMismatch, SharedData};
+use crate::core::upstream_answers::UpstreamAnswers;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use std::cell::RefCell;
 use std::rc::Rc;
 
 pub struct Http {
@@ -30,6 +32,12 @@ fn action(a: CoreAction) -> Action {
         CoreAction::Continue => Action::Continue,
         CoreAction::Pause => Action::Pause,
     }
+}
+
+thread_local! {
+    /// One per VM (the VM is single-threaded), shared by every instance loaded in it:
+    /// the paired downstream and upstream instances of `envoy/envoy.yaml`.
+    static UPSTREAM_ANSWERS: RefCell<UpstreamAnswers> = RefCell::new(UpstreamAnswers::default());
 }
 
 /// The host side of the exchange. Separate from `Http` so the exchange can be
@@ -67,6 +75,12 @@ impl Host for EnvoyHost<'_> {
 
     fn response_header(&self, name: &str) -> Option<String> {
         abi::get_header(abi::MAP_RESPONSE_HEADERS, name)
+    }
+
+    fn response_status(&self) -> Option<u16> {
+        // An integer property comes back as 8 little-endian bytes.
+        let bytes: [u8; 8] = abi::get_property(&["response", "code"])?.try_into().ok()?;
+        u16::try_from(i64::from_le_bytes(bytes)).ok()
     }
 
     fn response_code_details(&self) -> Option<String> {
@@ -108,6 +122,10 @@ impl Host for EnvoyHost<'_> {
 
     fn now_unix_nanos(&self) -> u64 {
         abi::now_nanos()
+    }
+
+    fn with_upstream_answers<R>(&mut self, f: impl FnOnce(&mut UpstreamAnswers) -> R) -> R {
+        UPSTREAM_ANSWERS.with(|answers| f(&mut answers.borrow_mut()))
     }
 
     fn emit_span(&mut self, span: SpanRecord) {

@@ -66,6 +66,9 @@ struct ProbeRoot {
     call: Call,
     repeat: u32,
     metric: u32,
+    /// `mcp_floor` holds the request headers until the body is read and sets
+    /// `content-length` on them, as mcp-trace does with `hold_request_headers`.
+    hold: bool,
 }
 
 impl Context for ProbeRoot {}
@@ -83,12 +86,13 @@ impl RootContext for ProbeRoot {
         };
         self.call = call;
         self.repeat = repeat;
+        self.hold = parsed["hold"].as_bool().unwrap_or(false);
         self.metric = hostcalls::define_metric(MetricType::Counter, "probe.calls").unwrap_or(0);
         true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Probe { call: self.call, repeat: self.repeat, metric: self.metric, response_read: false }))
+        Some(Box::new(Probe { call: self.call, repeat: self.repeat, metric: self.metric, hold: self.hold, response_read: false }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -100,6 +104,7 @@ struct Probe {
     call: Call,
     repeat: u32,
     metric: u32,
+    hold: bool,
     response_read: bool,
 }
 
@@ -138,6 +143,10 @@ impl HttpContext for Probe {
         if self.call == Call::McpFloor {
             // Whether it is JSON (mcp-trace reads all headers in one call).
             std::hint::black_box(self.get_http_request_header("content-type"));
+            if !end_of_stream && self.hold {
+                // Held until the body is read: its new length goes with them.
+                return proxy_wasm::types::Action::Pause;
+            }
             // The body will change length: its length leaves without it.
             if !end_of_stream {
                 self.set_http_request_header("content-length", None);
@@ -156,6 +165,9 @@ impl HttpContext for Probe {
             // splice, the same bytes upstream.
             if let Some(first) = body.first() {
                 self.set_http_request_body(0, 1, &[*first]);
+            }
+            if self.hold {
+                self.set_http_request_header("content-length", Some(&body.len().to_string()));
             }
             for (key, value) in FLOOR_PROPERTIES {
                 self.set_property(vec![key], Some(value.as_bytes()));
@@ -180,19 +192,19 @@ impl HttpContext for Probe {
     }
 }
 
-/// The filter state mcp-trace sets for a 1 KB `tools/call` (both instances together).
-const FLOOR_PROPERTIES: [(&str, &str); 8] = [
+/// The filter state mcp-trace sets for a 1 KB `tools/call` (both instances together;
+/// `network.protocol.version` Envoy tags itself, from `%CEL(request.protocol …)%`).
+const FLOOR_PROPERTIES: [(&str, &str); 7] = [
     ("mcp.session.id", "bench-session-0123456789abcdef"),
     ("mcp_trace.span_name", "tools/call get_weather"),
     ("mcp.method.name", "tools/call"),
     ("gen_ai.tool.name", "get_weather"),
     ("gen_ai.operation.name", "execute_tool"),
     ("jsonrpc.request.id", "12345"),
-    ("network.protocol.version", "1.1"),
     ("mcp.protocol.version", "2025-11-25"),
 ];
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(ProbeRoot { call: Call::None, repeat: 0, metric: 0 }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(ProbeRoot { call: Call::None, repeat: 0, metric: 0, hold: false }) });
 }}

@@ -35,7 +35,7 @@ pub(super) struct RequestHead {
     /// `MCP-Protocol-Version`, for messages whose body does not say.
     pub protocol_version: Option<String>,
     pub had_content_length: bool,
-    /// `HTTP/1.1`, `HTTP/2`… (a host call: read only by the instance that tags spans).
+    /// `HTTP/1.1`, `HTTP/2`… (a host call: read only for an own span).
     pub http_version: Option<String>,
 }
 
@@ -96,16 +96,18 @@ pub(super) fn is_json(content_type: Option<&str>) -> bool {
 }
 
 fn accepts_event_stream(accept: Option<&str>) -> bool {
-    accept.is_some_and(|a| a.to_ascii_lowercase().contains("text/event-stream"))
+    accept.is_some_and(|a| contains_ignore_ascii_case(a, "text/event-stream"))
 }
 
 /// `Accept` names both `application/json` and `text/event-stream`, as Streamable HTTP
 /// requires of every client POST.
 fn accepts_json_and_event_stream(accept: Option<&str>) -> bool {
-    accept.is_some_and(|a| {
-        let a = a.to_ascii_lowercase();
-        a.contains("application/json") && a.contains("text/event-stream")
-    })
+    accept.is_some_and(|a| contains_ignore_ascii_case(a, "application/json") && contains_ignore_ascii_case(a, "text/event-stream"))
+}
+
+/// Media types are case-insensitive; compared in place (no lowercased copy per request).
+fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+    haystack.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 #[cfg(test)]
@@ -123,5 +125,15 @@ mod tests {
         // Non-ASCII (a lossily decoded header byte) must not panic.
         assert!(!is_json(Some("application/\u{FFFD}abcd")));
         assert!(!is_json(Some("\u{FFFD}\u{FFFD}")));
+    }
+
+    #[test]
+    fn accept_is_case_insensitive() {
+        assert!(accepts_json_and_event_stream(Some("Application/JSON, TEXT/Event-Stream")));
+        assert!(accepts_json_and_event_stream(Some("text/event-stream;q=0.9,application/json")));
+        assert!(!accepts_json_and_event_stream(Some("application/json")));
+        assert!(!accepts_json_and_event_stream(Some("")));
+        assert!(accepts_event_stream(Some("TEXT/EVENT-STREAM")));
+        assert!(!accepts_event_stream(Some("text/event")));
     }
 }

@@ -21,6 +21,11 @@ pub struct FakeHost {
     pub code_details: Option<String>,
     /// Host calls made, in order, as Envoy would see them (the hot-path cost driver).
     pub calls: std::cell::RefCell<Vec<String>>,
+    /// The paired instances' notes (in Envoy: VM memory, no host call).
+    pub answers: UpstreamAnswers,
+    /// Envoy lets a filter read the response headers only in their own callback (it
+    /// forgets the map once the callback returns Continue); `respond` opens it there.
+    pub response_headers_readable: bool,
 }
 
 impl FakeHost {
@@ -53,6 +58,9 @@ impl FakeHost {
 }
 
 impl Host for FakeHost {
+    fn with_upstream_answers<R>(&mut self, f: impl FnOnce(&mut UpstreamAnswers) -> R) -> R {
+        f(&mut self.answers)
+    }
     fn request_protocol(&self) -> Option<String> {
         self.call("get_property request.protocol");
         Some("HTTP/1.1".into())
@@ -81,7 +89,11 @@ impl Host for FakeHost {
     }
     fn response_header(&self, name: &str) -> Option<String> {
         self.call(format!("get_header response {name}"));
-        self.response_headers.get(name).cloned()
+        self.response_headers.get(name).filter(|_| self.response_headers_readable).cloned()
+    }
+    fn response_status(&self) -> Option<u16> {
+        self.call("get_property response.code");
+        self.response_headers.get(":status").and_then(|s| s.parse().ok())
     }
     fn response_code_details(&self) -> Option<String> {
         self.call("get_property response.code_details");
@@ -186,7 +198,9 @@ pub fn deliver_body(ex: &mut Exchange, host: &mut FakeHost, chunks: &[&[u8]], tr
 pub fn respond(ex: &mut Exchange, host: &mut FakeHost, status: &str, content_type: &str, chunks: &[&[u8]]) {
     host.response_headers.insert(":status".into(), status.into());
     host.response_headers.insert("content-type".into(), content_type.into());
+    host.response_headers_readable = true;
     ex.on_response_headers(chunks.is_empty(), host);
+    host.response_headers_readable = false;
     for (i, chunk) in chunks.iter().enumerate() {
         host.response_chunk = chunk.to_vec();
         ex.on_response_body(chunk.len(), i + 1 == chunks.len(), host);

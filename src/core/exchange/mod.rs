@@ -35,6 +35,7 @@ use crate::core::log_context;
 use crate::core::metrics::{Counter, PassReason};
 use crate::core::otlp::SpanRecord;
 use crate::core::session_store::SharedData;
+use crate::core::upstream_answers::UpstreamAnswers;
 use std::rc::Rc;
 
 use body::BodyHold;
@@ -54,7 +55,8 @@ pub enum Action {
 /// Everything the exchange needs from the proxy. Implemented by the proxy-wasm layer
 /// over Envoy's ABI, and by a fake that behaves like Envoy in tests.
 pub trait Host: SharedData {
-    /// `HTTP/1.1`, `HTTP/2`… of the downstream request.
+    /// `HTTP/1.1`, `HTTP/2`… of the downstream request (read for own spans only: Envoy
+    /// tags its own span with it from a format string).
     fn request_protocol(&self) -> Option<String>;
     /// All request headers (one host call); names are lowercase.
     fn request_headers(&self) -> HeaderList;
@@ -65,7 +67,11 @@ pub trait Host: SharedData {
     /// Replaces the first `replaced` bytes of the held request body with `head`; the
     /// rest of the body stays where it is.
     fn replace_request_body_head(&mut self, replaced: usize, head: &[u8]);
+    /// A response header: readable only in the response-headers callback.
     fn response_header(&self, name: &str) -> Option<String>;
+    /// The response's status, in any callback after the response headers (the
+    /// `response.code` property).
+    fn response_status(&self) -> Option<u16>;
     /// Why Envoy answered as it did (`via_upstream`, `route_not_found`,
     /// `upstream_reset_before_response_started{…}`, `response_timeout`…).
     fn response_code_details(&self) -> Option<String>;
@@ -84,6 +90,9 @@ pub trait Host: SharedData {
     fn now_unix_nanos(&self) -> u64;
     /// Queues a finished own span for batched export.
     fn emit_span(&mut self, span: SpanRecord);
+    /// The notes the paired instances leave each other in the VM they share
+    /// ([`UpstreamAnswers`]).
+    fn with_upstream_answers<R>(&mut self, f: impl FnOnce(&mut UpstreamAnswers) -> R) -> R;
 }
 
 pub struct Exchange {
@@ -155,9 +164,6 @@ impl Exchange {
             return Action::Continue;
         }
         self.started_ns = host.now_unix_nanos();
-        if let Some(head) = &mut self.head {
-            head.http_version = host.request_protocol();
-        }
         match transport {
             Transport::Post => self.begin_post(end_of_stream, &headers, host),
             Transport::Stream | Transport::SessionEnd => {
@@ -224,6 +230,11 @@ impl Exchange {
     }
 
     pub fn on_response_headers(&mut self, end_of_stream: bool, host: &mut impl Host) -> Action {
+        if self.duties.notes_answers && self.head.is_some() {
+            if let Some(id) = &self.identity.request_id {
+                host.with_upstream_answers(|answers| answers.note(id));
+            }
+        }
         if self.duties.identity && self.config.request_id_in_response {
             if let Some(id) = &self.identity.request_id {
                 host.set_response_header(&self.config.request_id_header, id);
@@ -248,6 +259,11 @@ impl Exchange {
     /// The stream is over (Envoy's access-log point, or `on_done` in the router's
     /// upstream chain, which gets no `on_log`).
     pub fn on_log(&mut self, host: &mut impl Host) {
+        if self.duties.local_replies && self.head.is_some() {
+            if let Some(id) = &self.identity.request_id {
+                host.with_upstream_answers(|answers| answers.forget(id));
+            }
+        }
         if self.head.is_none() || !self.duties.mcp || self.logged {
             return;
         }

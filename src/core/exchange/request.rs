@@ -8,16 +8,19 @@ use crate::core::ids::random_unit;
 use crate::core::jsonrpc::{parse_body, Body, Message, MessageKind, Rejection, RequestId};
 use crate::core::log_context::{self, MAX_LOGGED_LEN};
 use crate::core::meta_splice::{splice_head, MetaWrite};
-use crate::core::metrics::{method_index, Counter, PassReason};
+use crate::core::metrics::{method_index, Counter, PassReason, METHODS};
 use crate::core::otlp::root_sampled;
 use crate::core::propagation::{auto_parent_mode, plan, OwnSpanContext, ParentMode};
 use crate::core::span::{request_attributes, span_name, Attributes, Outcome, RequestFacts, MAX_ATTRIBUTE_LEN};
 use crate::core::text::bounded_printable;
+use std::borrow::Cow;
 
-/// One JSON-RPC message of the request, as a span-to-be.
+/// One JSON-RPC message of the request, as a span-to-be. `attributes` are filled only
+/// for an own span.
 #[derive(Debug, Clone)]
 pub(super) struct Operation {
-    pub method: Option<String>,
+    /// Borrowed from [`METHODS`] when known (no copy for the usual methods).
+    pub method: Option<Cow<'static, str>>,
     pub id: Option<RequestId<'static>>,
     pub name: String,
     pub attributes: Attributes,
@@ -46,15 +49,27 @@ impl Exchange {
             self.identity.restart_recalled_session(host);
         }
         let mut writes: Vec<MetaWrite> = Vec::with_capacity(messages.len());
+        self.operations.reserve_exact(messages.len());
         for message in messages {
-            host.increment(Counter::Request(method_index(message.method.as_deref())));
+            let method_index = method_index(message.method.as_deref());
+            host.increment(Counter::Request(method_index));
             if let Some(tool) = message.target.as_deref().filter(|_| message.method.as_deref() == Some("tools/call")) {
                 if self.config.tool_metrics.iter().any(|t| t == tool) {
                     host.increment_tool(tool);
                 }
             }
             self.log_message(message);
-            let mut op = self.operation(message);
+            let mut op = Operation {
+                method: message
+                    .method
+                    .as_deref()
+                    .map(|m| METHODS.get(method_index).map_or_else(|| Cow::Owned(m.to_string()), |known| Cow::Borrowed(*known))),
+                id: message.id.as_ref().map(RequestId::to_owned_id),
+                name: span_name(message, self.config.record_resource_uri),
+                attributes: Attributes::new(),
+                own_span: None,
+                outcome: None,
+            };
             let mut write = MetaWrite::default();
             if message.kind != MessageKind::Response {
                 let mode = self.parent_mode(message);
@@ -66,11 +81,19 @@ impl Exchange {
                     op.own_span = p.own_span;
                 }
                 if let (Some(key), Some(id)) = (&self.config.meta.request_id_key, &self.identity.request_id) {
-                    write.set(key, id.clone());
+                    write.set(key, id.as_str());
                 }
                 if let (Some(key), Some(s)) = (&self.config.meta.session_id_key, &self.identity.session) {
-                    write.set(key, s.id.clone());
+                    write.set(key, s.id.as_str());
                 }
+            }
+            // Owned attributes only for a span the filter reports itself; Envoy's span
+            // is tagged from the message as it is (`tag_request`).
+            if op.own_span.is_some() {
+                if let Some(head) = self.head.as_mut().filter(|h| h.http_version.is_none()) {
+                    head.http_version = host.request_protocol();
+                }
+                op.attributes = request_attributes(message, &self.request_facts());
             }
             writes.push(write);
             self.operations.push(op);
@@ -89,7 +112,9 @@ impl Exchange {
                 host.set_request_header(headers::CONTENT_LENGTH, Some(&new_len.to_string()));
             }
         }
-        self.tag_request(host);
+        if let Some(first) = messages.first() {
+            self.tag_request(first, host);
+        }
     }
 
     /// Whose span the server continues for this message.
@@ -102,21 +127,14 @@ impl Exchange {
         }
     }
 
-    fn operation(&self, message: &Message) -> Operation {
-        let facts = RequestFacts {
+    /// What the request side knows besides the message, for its attributes.
+    pub(super) fn request_facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
             request_id: self.identity.request_id.as_deref().unwrap_or(""),
             session_id: self.identity.session.as_ref().map(|s| s.id.as_str()),
             protocol_version_header: self.head.as_ref().and_then(|h| h.protocol_version.as_deref()),
             http_version: self.head.as_ref().and_then(|h| h.http_version.as_deref()),
             record_resource_uri: self.config.record_resource_uri,
-        };
-        Operation {
-            method: message.method.as_deref().map(str::to_string),
-            id: message.id.as_ref().map(RequestId::to_owned_id),
-            name: span_name(message, self.config.record_resource_uri),
-            attributes: request_attributes(message, &facts),
-            own_span: None,
-            outcome: None,
         }
     }
 

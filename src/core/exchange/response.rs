@@ -19,6 +19,8 @@ const MAX_PROTOCOL_VERSION: usize = 64;
 #[derive(Debug, Default)]
 pub(super) struct ResponseState {
     reader: Reader,
+    /// The HTTP status, read when the response is over and only if needed (0 before):
+    /// the headers' `:status` is gone by then, the `response.code` property is not.
     pub status: u16,
     pub sse: SseCounts,
     pub published_sse: SseCounts,
@@ -82,14 +84,21 @@ impl Reader {
 
 impl Exchange {
     pub(super) fn read_response_headers(&mut self, end_of_stream: bool, host: &mut impl Host) {
-        self.response.status = host.response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
         // Answered before the body was read (e.g. Envoy found no route, or the upstream
         // refused early): the mirrored headers are all that can name it.
         if !self.named {
             self.tag_from_mirrored_headers(host);
         }
         self.learn_session(host);
-        // A 404 on a session the proxy saw the server assign: the server expired it.
+        if end_of_stream {
+            self.finish_response(host);
+        } else {
+            self.response.reader = Reader::Sniff { bom: 0 };
+        }
+    }
+
+    /// A 404 on a session the proxy saw the server assign: the server expired it.
+    fn detect_expired_session(&mut self, host: &mut impl Host) {
         let sessions = &self.config.sessions;
         let expired = self.response.status == 404
             && self.identity.carried_session_header
@@ -101,11 +110,6 @@ impl Exchange {
                 sessions.forget(host, now_secs(host), &s.id);
             }
             log::debug!("{} session expired (404)", self.log_prefix());
-        }
-        if end_of_stream {
-            self.finish_response(host);
-        } else {
-            self.response.reader = Reader::Sniff { bom: 0 };
         }
     }
 
@@ -173,9 +177,11 @@ impl Exchange {
             return false;
         }
         op.outcome = Some(Outcome::from_response(summary));
-        if let Some(version) = summary.protocol_version.as_deref().filter(|_| op.method.as_deref() == Some("initialize")) {
+        // (Only an own span has attributes to update.)
+        let initialize = op.method.as_deref() == Some("initialize") && op.own_span.is_some();
+        if let Some(version) = summary.protocol_version.as_deref().filter(|_| initialize) {
             op.attributes.retain(|(k, _)| *k != keys::MCP_PROTOCOL_VERSION);
-            op.attributes.push((keys::MCP_PROTOCOL_VERSION, Value::Str(bounded_printable(version, MAX_PROTOCOL_VERSION))));
+            op.attributes.push((keys::MCP_PROTOCOL_VERSION, Value::Str(bounded_printable(version, MAX_PROTOCOL_VERSION).into_owned())));
         }
         index == Some(0)
     }
@@ -196,7 +202,7 @@ impl Exchange {
         let alias = self.identity.session.as_ref().filter(|s| s.origin != SessionOrigin::Generated).map(|s| s.id.as_str());
         self.config.sessions.learn(host, now_secs(host), &assigned, alias);
         log::debug!("{} server assigned session {}", self.log_prefix(), bounded_printable(&assigned, MAX_LOGGED_LEN));
-        for op in &mut self.operations {
+        for op in self.operations.iter_mut().filter(|op| op.own_span.is_some()) {
             set_session(&mut op.attributes, &assigned);
         }
         host.set_property(keys::MCP_SESSION_ID, &assigned);
@@ -224,10 +230,18 @@ impl Exchange {
         }
         self.response.finished = true;
         self.response.reader = Reader::None;
-        let http_outcome = Outcome::from_http_status(self.response.status);
-        if http_outcome.is_error() {
-            for op in self.operations.iter_mut().filter(|op| op.outcome.is_none()) {
-                op.outcome = Some(http_outcome.clone());
+        // The HTTP status says something only where JSON-RPC did not answer, or answered
+        // with an error (a 404 with an error body is how a server says the session
+        // expired): on a successful answer it is not read, a host call saved.
+        let answered = !self.operations.is_empty() && self.operations.iter().all(|op| op.outcome.as_ref().is_some_and(|o| !o.is_error()));
+        if !answered {
+            self.response.status = host.response_status().unwrap_or(0);
+            self.detect_expired_session(host);
+            let http_outcome = Outcome::from_http_status(self.response.status);
+            if http_outcome.is_error() {
+                for op in self.operations.iter_mut().filter(|op| op.outcome.is_none()) {
+                    op.outcome = Some(http_outcome.clone());
+                }
             }
         }
         self.count_outcomes(host);

@@ -4,26 +4,33 @@
 //! itself is written.
 
 use super::{Exchange, Host};
-use crate::core::span::{keys, Attributes, Outcome, Target};
+use crate::core::jsonrpc::Message;
+use crate::core::span::{each_request_attribute, keys, Outcome, Target};
 
 impl Exchange {
     /// Request-side tags: name and attributes of the first message (a batch also gets its
     /// size; with own spans every message gets its own span).
-    pub(super) fn tag_request(&mut self, host: &mut impl Host) {
-        let Some(first) = self.operations.first() else { return };
-        host.set_property(keys::SPAN_NAME, &first.name);
-        self.named = true;
-        for (key, value) in &first.attributes {
+    pub(super) fn tag_request(&mut self, first: &Message, host: &mut impl Host) {
+        let Some(op) = self.operations.first() else { return };
+        host.set_property(keys::SPAN_NAME, &op.name);
+        each_request_attribute(first, &self.request_facts(), &mut |key, value| {
             // Not as filter state: the session was published in the header phase (Envoy
-            // tags `session.id` from it too), and the Envoy config tags the constants
-            // (network.*) and the request id (from the x-request-id header) itself.
+            // tags `session.id` from it too), and the Envoy config tags `network.*` (the
+            // constants, and the version from `request.protocol` with `%CEL(…)%`) and the
+            // request id (from the x-request-id header) itself.
             if !matches!(
-                *key,
-                keys::MCP_SESSION_ID | keys::SESSION_ID | keys::REQUEST_ID | keys::NETWORK_PROTOCOL_NAME | keys::NETWORK_TRANSPORT
+                key,
+                keys::MCP_SESSION_ID
+                    | keys::SESSION_ID
+                    | keys::REQUEST_ID
+                    | keys::NETWORK_PROTOCOL_NAME
+                    | keys::NETWORK_TRANSPORT
+                    | keys::NETWORK_PROTOCOL_VERSION
             ) {
-                host.set_property(key, &value.as_text());
+                host.set_property(key, &value);
             }
-        }
+        });
+        self.named = true;
         if self.batch {
             host.set_property(keys::BATCH_SIZE, &self.operations.len().to_string());
         }
@@ -37,11 +44,7 @@ impl Exchange {
         let target = Target { method, target: head.mirrored_name.as_deref() };
         host.set_property(keys::SPAN_NAME, &target.span_name(self.config.record_resource_uri));
         self.named = true;
-        let mut attrs = Attributes::new();
-        target.attributes(self.config.record_resource_uri, &mut attrs);
-        for (key, value) in attrs {
-            host.set_property(key, &value.as_text());
-        }
+        target.each_attribute(self.config.record_resource_uri, &mut |key, value| host.set_property(key, &value));
     }
 
     /// A GET stream or a DELETE is named by its verb and path.
@@ -60,15 +63,19 @@ impl Exchange {
     /// A response Envoy made itself (no route, upstream unreachable, a timeout, a 413…)
     /// never reaches the paired upstream instance, so the edge instance tags it:
     /// `error.type` is the status, and the name comes from `Mcp-Method`/`Mcp-Name` when
-    /// the client sent them (the body may not even have arrived). Upstream responses
-    /// cost one host call here.
+    /// the client sent them (the body may not even have arrived). A response the paired
+    /// upstream instance saw costs no host call here, others one (their status).
     pub(super) fn tag_local_reply(&mut self, host: &mut impl Host) {
-        if host.response_code_details().is_none_or(|details| details == "via_upstream") {
+        // The paired upstream instance noted that the answer came from upstream: nothing
+        // to ask Envoy.
+        if self.identity.request_id.as_deref().is_some_and(|id| host.with_upstream_answers(|answers| answers.take(id))) {
             return;
         }
+        // The status first: a header read costs less than the `response.code_details`
+        // property, and only an error status can be a reply worth tagging.
         let status = host.response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
         let outcome = Outcome::from_http_status(status);
-        if !outcome.is_error() {
+        if !outcome.is_error() || host.response_code_details().is_none_or(|details| details == "via_upstream") {
             return;
         }
         self.tag_from_mirrored_headers(host);
