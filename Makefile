@@ -7,10 +7,11 @@ PY := $(VENV)/bin/python
 PHOENIX_VENV := .venv-phoenix
 WASM := target/wasm32-wasip1/release/mcp_trace.wasm
 PHOENIX_VERSION := 20.26.1
-# Debian packages: load generators for `make bench`, OCI tooling and the reference registry
-# for `make oci` and its test, docker-compose 1.29 to validate envoy/docker-compose.yaml.
-APT_PACKAGES := wrk nghttp2-client skopeo umoci docker-registry docker-compose
-APT_COMMANDS := wrk h2load skopeo umoci docker-registry docker-compose
+# Debian packages: load generators and valgrind (instruction counts) for `make bench`, OCI
+# tooling and the reference registry for `make oci` and its test, docker-compose 1.29 to
+# validate envoy/docker-compose.yaml.
+APT_PACKAGES := wrk nghttp2-client valgrind skopeo umoci docker-registry docker-compose
+APT_COMMANDS := wrk h2load valgrind skopeo umoci docker-registry docker-compose
 
 .PHONY: setup setup-rust setup-python setup-phoenix setup-apt build oci test unit lint e2e test-deploy test-demo demo bench matrix clean
 
@@ -88,8 +89,10 @@ oci: build setup-apt
 demo: build setup-python setup-phoenix
 	$(PY) demo/run_demo.py
 
+# About 30 min on 2 cores: the loads, host-call probes, a FastMCP session through A and
+# B, and instruction counts under callgrind. `bench/run_bench.py --help` for shorter runs.
 bench: build setup-python setup-apt
-	$(PY) bench/run_bench.py
+	$(PY) bench/run_bench.py --instructions 300
 
 # The e2e suite against each supported Envoy release (1.37-1.40); not part of `make test`.
 matrix: build setup-python

