@@ -75,7 +75,7 @@ pub struct MetaConfig {
     pub session_id_key: Option<String>,
 }
 
-/// When the filter reports MCP spans of its own (OTLP/HTTP JSON through an Envoy cluster).
+/// When the filter reports MCP spans of its own (OTLP/HTTP protobuf through an Envoy cluster).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OwnSpanMode {
@@ -93,7 +93,7 @@ pub enum OwnSpanMode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OwnSpansConfig {
     pub mode: OwnSpanMode,
-    /// Envoy cluster that receives OTLP/HTTP JSON.
+    /// Envoy cluster that receives OTLP/HTTP (binary protobuf).
     pub cluster: String,
     pub authority: String,
     pub path: String,
@@ -162,6 +162,8 @@ pub const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// Bounds of the other settings: enough for any deployment, small enough that nothing
 /// downstream of them (stat names, memory, timers) misbehaves.
 pub const MAX_FLUSH_INTERVAL_MS: u64 = 60_000;
+/// The host takes the timeout as u32 milliseconds: a larger one would wrap.
+pub const MAX_EXPORT_TIMEOUT_MS: u64 = 60_000;
 pub const MAX_QUEUED_SPANS: usize = 1_000_000;
 pub const MAX_SESSION_ENTRIES: usize = 1_000_000;
 /// Per-tool counters are stats: bounded, so their cardinality is.
@@ -344,8 +346,8 @@ impl Config {
                 format!("must be between 1 and max_queue_spans ({}), got {}", own.max_queue_spans, own.max_batch_spans),
             ));
         }
-        if own.timeout_ms == 0 {
-            return Err(err("own_spans.timeout_ms", "must be greater than 0"));
+        if own.timeout_ms == 0 || own.timeout_ms > MAX_EXPORT_TIMEOUT_MS {
+            return Err(err("own_spans.timeout_ms", format!("must be between 1 and {MAX_EXPORT_TIMEOUT_MS}, got {}", own.timeout_ms)));
         }
         if !(0.0..=1.0).contains(&own.root_sample_ratio) {
             return Err(err("own_spans.root_sample_ratio", format!("must be between 0.0 and 1.0, got {}", own.root_sample_ratio)));
@@ -566,6 +568,8 @@ mod tests {
             refused(r#"{"sessions":{"ttl_seconds":18446744073709551615}}"#).contains("field `sessions.ttl_seconds`: must be between 1 and")
         );
         assert!(Config::parse(br#"{"sessions":{"ttl_seconds":2592000}}"#).is_ok(), "30 days");
+        assert!(refused(r#"{"own_spans":{"timeout_ms":4294967296}}"#).contains("field `own_spans.timeout_ms`: must be between 1 and 60000"));
+        assert!(Config::parse(br#"{"own_spans":{"timeout_ms":60000}}"#).is_ok());
     }
 
     #[test]

@@ -12,6 +12,9 @@ use crate::core::jsonrpc::MetaContext;
 use crate::core::meta_splice::{KeyWrite, MetaWrite};
 use crate::core::trace_context::{new_span_id, new_trace_id, validate_tracestate, TraceParent};
 
+/// W3C trace flags defined today: sampled (Level 1) and random (Level 2).
+const KNOWN_TRACE_FLAGS: u8 = 0x03;
+
 /// Who the server's parent is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParentMode {
@@ -127,7 +130,9 @@ pub fn plan(mode: ParentMode, header: &HeaderContext, meta: &MetaContext, root_s
                 // No randomness: fall back to forwarding what came in.
                 return plan(ParentMode::Forward, header, meta, root_sampled);
             };
-            let flags = parent.map_or(if root_sampled { 0x01 } else { 0x00 }, |p| p.flags);
+            // A span we start carries only the flags W3C defines (sampled, random): the
+            // others are reserved and must be zero in what we create.
+            let flags = parent.map_or(if root_sampled { 0x01 } else { 0x00 }, |p| p.flags & KNOWN_TRACE_FLAGS);
             let own = TraceParent { trace_id, span_id, flags };
             set_pair(&mut write, own, parent_state.as_deref());
             let link = if from_meta { header.traceparent.filter(|h| Some(*h) != parent).map(|h| (h.trace_id, h.span_id)) } else { None };
@@ -269,6 +274,14 @@ mod tests {
         for (sees_envoy_span, header, meta, expected, case) in cases {
             assert_eq!(auto_parent_mode(sees_envoy_span, header, &meta), expected, "{case}");
         }
+    }
+
+    #[test]
+    fn own_span_clears_reserved_flags() {
+        let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-ff";
+        let p = plan(ParentMode::OwnSpan, &HeaderContext::default(), &meta(Some(parent), None), true);
+        let written = TraceParent::parse(&set(&p, "traceparent").unwrap()).unwrap();
+        assert_eq!(written.flags, 0x03, "sampled and random kept, reserved bits zero");
     }
 
     #[test]

@@ -135,7 +135,8 @@ pub fn span_name(message: &Message, record_resource_uri: bool) -> String {
 
 /// What the request side knows, besides the message itself.
 pub struct RequestFacts<'a> {
-    pub request_id: &'a str,
+    /// None when the edge gave none (a role that mints no id and received none).
+    pub request_id: Option<&'a str>,
     pub session_id: Option<&'a str>,
     /// `MCP-Protocol-Version` header, when the body did not say.
     pub protocol_version_header: Option<&'a str>,
@@ -167,7 +168,9 @@ pub fn each_request_attribute<'m>(message: &'m Message, facts: &RequestFacts<'m>
         emit(keys::MCP_PROTOCOL_VERSION, text(version));
     }
     each_network_attribute(facts.http_version, emit);
-    emit(keys::REQUEST_ID, text(facts.request_id));
+    if let Some(id) = facts.request_id {
+        emit(keys::REQUEST_ID, text(id));
+    }
 }
 
 /// [`each_request_attribute`], owned: for the filter's own spans.
@@ -271,7 +274,7 @@ mod tests {
 
     fn facts() -> RequestFacts<'static> {
         RequestFacts {
-            request_id: "r1",
+            request_id: Some("r1"),
             session_id: Some("s1"),
             protocol_version_header: Some("2025-11-25"),
             http_version: Some("HTTP/1.1"),
@@ -343,6 +346,9 @@ mod tests {
     fn conditional_attributes() {
         let n = msg(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
         assert_eq!(get(&request_attributes(&n, &facts()), "jsonrpc.request.id"), None);
+        assert_eq!(get(&request_attributes(&n, &facts()), "mcp_trace.request_id"), Some(&Value::Str("r1".into())));
+        let no_request_id = RequestFacts { request_id: None, ..facts() };
+        assert_eq!(get(&request_attributes(&n, &no_request_id), "mcp_trace.request_id"), None, "no empty attribute");
         let r = msg(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x"}}"#);
         assert_eq!(get(&request_attributes(&r, &facts()), "mcp.resource.uri"), None, "opt-in");
         let mut f = facts();

@@ -2,7 +2,7 @@
 //!
 //! Finished spans go into a bounded queue owned by this VM (one per Envoy worker): a
 //! push is a memory operation, not a host call. The root context's tick drains up to
-//! `max_batch_spans` into one OTLP/HTTP JSON request through `dispatch_http_call` to
+//! `max_batch_spans` into one OTLP/HTTP protobuf request through `dispatch_http_call` to
 //! the configured cluster. A full queue drops the newest span and counts it.
 
 use crate::core::config::OwnSpansConfig;

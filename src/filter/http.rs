@@ -16,14 +16,20 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 pub struct Http {
-    shared: Rc<Shared>,
-    exchange: Exchange,
+    /// None without a configuration: every callback continues.
+    work: Option<(Rc<Shared>, Exchange)>,
 }
 
 impl Http {
-    pub fn new(shared: Rc<Shared>) -> Http {
-        let exchange = Exchange::new(shared.config.clone());
-        Http { shared, exchange }
+    pub fn new(shared: Option<Rc<Shared>>) -> Http {
+        Http { work: shared.map(|shared| (shared.clone(), Exchange::new(shared.config.clone()))) }
+    }
+
+    fn with_exchange(&mut self, step: impl FnOnce(&mut Exchange, &mut EnvoyHost) -> CoreAction) -> Action {
+        match &mut self.work {
+            Some((shared, exchange)) => action(step(exchange, &mut EnvoyHost { shared })),
+            None => Action::Continue,
+        }
     }
 }
 
@@ -148,40 +154,39 @@ impl SharedData for EnvoyHost<'_> {
 impl Context for Http {
     /// The router's upstream filter chain gets `on_done` but never `on_log`.
     fn on_done(&mut self) -> bool {
-        let mut host = EnvoyHost { shared: &self.shared };
-        self.exchange.on_log(&mut host);
+        self.with_exchange(|exchange, host| {
+            exchange.on_log(host);
+            CoreAction::Continue
+        });
         true
     }
 }
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let mut host = EnvoyHost { shared: &self.shared };
-        action(self.exchange.on_request_headers(end_of_stream, &mut host))
+        self.with_exchange(|exchange, host| exchange.on_request_headers(end_of_stream, host))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let mut host = EnvoyHost { shared: &self.shared };
-        action(self.exchange.on_request_body(body_size, end_of_stream, &mut host))
+        self.with_exchange(|exchange, host| exchange.on_request_body(body_size, end_of_stream, host))
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        let mut host = EnvoyHost { shared: &self.shared };
-        action(self.exchange.on_request_trailers(&mut host))
+        self.with_exchange(|exchange, host| exchange.on_request_trailers(host))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let mut host = EnvoyHost { shared: &self.shared };
-        action(self.exchange.on_response_headers(end_of_stream, &mut host))
+        self.with_exchange(|exchange, host| exchange.on_response_headers(end_of_stream, host))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let mut host = EnvoyHost { shared: &self.shared };
-        action(self.exchange.on_response_body(body_size, end_of_stream, &mut host))
+        self.with_exchange(|exchange, host| exchange.on_response_body(body_size, end_of_stream, host))
     }
 
     fn on_log(&mut self) {
-        let mut host = EnvoyHost { shared: &self.shared };
-        self.exchange.on_log(&mut host);
+        self.with_exchange(|exchange, host| {
+            exchange.on_log(host);
+            CoreAction::Continue
+        });
     }
 }

@@ -97,9 +97,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // Envoy never runs a filter whose configure failed; without config, no context.
-        let shared = self.shared.clone()?;
-        Some(Box::new(Http::new(shared)))
+        // Envoy runs no stream through a root whose configure failed. Should one come
+        // anyway, it passes untouched: the SDK panics (and the VM dies) on None.
+        Some(Box::new(Http::new(self.shared.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -130,7 +130,7 @@ impl Exchange {
     /// What the request side knows besides the message, for its attributes.
     pub(super) fn request_facts(&self) -> RequestFacts<'_> {
         RequestFacts {
-            request_id: self.identity.request_id.as_deref().unwrap_or(""),
+            request_id: self.identity.request_id.as_deref(),
             session_id: self.identity.session.as_ref().map(|s| s.id.as_str()),
             protocol_version_header: self.head.as_ref().and_then(|h| h.protocol_version.as_deref()),
             http_version: self.head.as_ref().and_then(|h| h.http_version.as_deref()),
