@@ -171,9 +171,16 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
-def budget(cells: dict, ttfe: dict, memory: dict, wasm_bytes: int, over_limit: int = 0) -> list[dict[str, str]]:
+def budget(cells: dict, ttfe: dict, memory: dict, wasm_bytes: int, over_limit: int = 0, instructions: dict | None = None) -> list[dict[str, str]]:
     """The issue's budget lines, each with the measured figure and PASS/FAIL."""
     lines: list[dict[str, str]] = []
+    counted = instructions or {}
+
+    def instructions_ratio(cell: str, front: str, base: str) -> float | None:
+        """base / front instructions per request at the cell's body size, when counted."""
+        size = INSTRUCTION_SIZE_OF_CELL.get(cell)
+        per = [((counted.get(f) or {}).get("by_size") or {}).get(size) for f in (front, base)]
+        return per[1] / per[0] if None not in per else None
 
     def add(item: str, target: str, measured: str, ok: bool | None) -> None:
         lines.append({"budget": item, "target": target, "measured": measured, "verdict": _verdict(ok)})
@@ -194,13 +201,17 @@ def budget(cells: dict, ttfe: dict, memory: dict, wasm_bytes: int, over_limit: i
         spread = f"rounds {min(rounds):.2f}–{max(rounds):.2f}; " if len(rounds) > 1 else ""
         cpu = get(cell, front, f"cpu_x{base}")
         implied = 1 / cpu if cpu else None
-        measured = f"{fmt(ratio)} × {base} ({spread}CPU-cost basis {fmt(implied)})"
+        measured = f"{fmt(ratio)} × {base} ({spread}CPU-cost basis {fmt(implied)}"
+        counted_ratio = instructions_ratio(cell, front, base)
+        measured += f"; instructions basis {counted_ratio:.3f})" if counted_ratio is not None else ")"
         # The job's floor (front M) on the same line: when it misses the target too, no
         # filter in B's layout that holds the body and tags the span meets it here.
         floor_ratio = get(cell, "M", f"rps_x{base}") if base != "M" else None
         if floor_ratio is not None:
             floor_cpu = get(cell, "M", f"cpu_x{base}")
-            measured += f"; job floor M: {fmt(floor_ratio)} × {base} (CPU-cost basis {fmt(1 / floor_cpu if floor_cpu else None)})"
+            floor_counted = instructions_ratio(cell, "M", base)
+            measured += (f"; job floor M: {fmt(floor_ratio)} × {base} (CPU-cost basis {fmt(1 / floor_cpu if floor_cpu else None)}"
+                         + (f"; instructions basis {floor_counted:.3f})" if floor_counted is not None else ")"))
         ok = None if ratio is None else ratio >= floor and (implied is None or implied >= floor)
         add(item, f"≥ {floor:.2f} × {base}", measured, ok)
 
@@ -236,18 +247,29 @@ def budget(cells: dict, ttfe: dict, memory: dict, wasm_bytes: int, over_limit: i
     # extra KiB from 64 KiB to 1 MiB must not exceed 1.25 × that from 1 KiB to 64 KiB.
     c1, c64, c1m = (get(c, "B", "cpu_added_vs_A_us") for c in ("json-1k-c16", "json-64k-c16", "json-1m-c16"))
     big = get("bigres-1k-c16", "B", "cpu_added_vs_A_us")
+    added_instructions = instructions_added_by_size(counted)
+    if added_instructions:
+        # Counted, not timed: the verdict does not move with the machine's load.
+        i1, i64, i1m = added_instructions
+        lo, hi = (i64 - i1) / 63, (i1m - i64) / 960
+        add(
+            "cost grows linearly with body size (added instructions/request, callgrind)",
+            "per-KiB cost 64K→1M ≤ 1.25 × 1K→64K",
+            f"B − A: {i1:,.0f} / {i64:,.0f} / {i1m:,.0f} at 1K / 64K / 1M; {lo:,.0f} → {hi:,.0f} per KiB ({hi / lo:.2f}×)",
+            hi <= 1.25 * lo,
+        )
     if None in (c1, c64, c1m):
         add("cost grows linearly with body size (added CPU/request)", "per-KiB cost 64K→1M ≤ 1.25 × 1K→64K", "n/a", None)
     else:
         lo = (c64 - c1) / 63
         hi = (c1m - c64) / 960
         add(
-            "cost grows linearly with body size (added CPU/request)",
+            "cost grows linearly with body size (added CPU/request)" + (" (reported; timed)" if added_instructions else ""),
             "per-KiB cost 64K→1M ≤ 1.25 × 1K→64K",
             f"{c1:.1f} / {c64:.1f} / {c1m:.1f} µs at 1K / 64K / 1M; {lo:.3f} → {hi:.3f} µs/KiB"
             + (" (1 MB bodies are over max_body_bytes: B passes them through unread)" if over_limit else "")
             + (f"; 1 MB JSON result: {big:.1f} µs ({(big - c1) / 1023:.3f} µs/KiB)" if big is not None else ""),
-            hi <= 1.25 * max(lo, 0.05),
+            None if added_instructions else hi <= 1.25 * max(lo, 0.05),
         )
     over_floor = [(c, get(c, "B", "cpu_added_vs_M_us")) for c in (BUDGET_CELL, "json-64k-c16", "bigres-1k-c16")]
     if any(v is not None for _, v in over_floor):
@@ -433,16 +455,35 @@ def probe_rows(probe: dict) -> list[list[str]]:
     ]
 
 
+SWEEP_SIZES = (str(64 * 1024), str(1024 * 1024))
+# Counted at one connection, sequentially: a basis for the 16-connection lines' ratios
+# that the machine's load does not move (not the same load, so reported, not judged).
+INSTRUCTION_SIZE_OF_CELL = {"json-1k-c16": "1024", "json-64k-c16": SWEEP_SIZES[0], "json-1m-c16": SWEEP_SIZES[1]}
+
+
+def instructions_added_by_size(counted: dict) -> tuple[float, float, float] | None:
+    """B − A instructions per request at 1 KB, 64 KB and 1 MB, when both were swept."""
+    a, b = (counted.get(f, {}).get("by_size") or {} for f in ("A", "B"))
+    sizes = ("1024", *SWEEP_SIZES)
+    if not all(size in a and size in b for size in sizes):
+        return None
+    i1, i64, i1m = (b[size] - a[size] for size in sizes)
+    return i1, i64, i1m
+
+
 def instruction_rows(counted: dict) -> list[list[str]]:
     b = counted.get("B", {}).get("instructions_per_request")
     rows = []
     for front, c in counted.items():
         per = c["instructions_per_request"]
-        rows.append([front, f"{per:,.0f}", _f(per / b if b else None, ".3f"), _f(b / per if b else None, ".3f"), str(c["requests"])])
+        by_size = c.get("by_size") or {}
+        rows.append([front, f"{per:,.0f}", _f(per / b if b else None, ".3f"), _f(b / per if b else None, ".3f"), str(c["requests"])]
+                    + [f"{by_size[size]:,.0f}" if size in by_size else "—" for size in SWEEP_SIZES])
     return rows
 
 
-INSTRUCTION_HEADER = ["front", "instructions per request", "× B", "B's throughput ratio this implies (front / B)", "requests counted"]
+INSTRUCTION_HEADER = ["front", "instructions per request", "× B", "B's throughput ratio this implies (front / B)", "requests counted",
+                      "at 64 KB", "at 1 MB"]
 
 
 def instruction_section(results: dict) -> list[str]:
@@ -455,7 +496,8 @@ def instruction_section(results: dict) -> list[str]:
         "Each front alone under valgrind's callgrind, warmed up, then sequential 1 KB `tools/call` requests on one "
         "connection: every instruction the Envoy process executes (all threads; Envoy, V8 and the filter's JIT code), "
         "per request. Unlike CPU time this does not move with the machine's speed, so small differences between "
-        "builds show; it is not time (a cache miss costs more than an add).",
+        "builds show; it is not time (a cache miss costs more than an add). A and B are also counted at 64 KB "
+        "(a sixth as many requests) and 1 MB (20 requests), each after 3 uncounted ones.",
         "",
         md_table(INSTRUCTION_HEADER, instruction_rows(counted)),
         "",

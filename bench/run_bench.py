@@ -53,6 +53,7 @@ PROBE_PORT_OFFSET = 20  # probe fronts listen on FRONT_PORT + 20 + i (admin like
 WRK_LUA = REPO / "bench" / "wrk" / "tools_call.lua"
 SESSION_FRONTS = ("A", "B")  # bare Envoy and mcp-trace, in front of a real FastMCP server
 INSTRUCTION_FRONTS = ("A", "M", "B", "BS", "B0", "N")  # counted under callgrind (--instructions)
+SIZE_SWEEP_FRONTS = ("A", "B")  # also counted at 64 KB and 1 MB: the linear-cost check
 
 # A measurement during which processes outside the bench used more than this share of
 # a core is repeated (up to MAX_ATTEMPTS runs, after waiting a little for the machine to
@@ -481,15 +482,34 @@ class Bench:
             procs.wait_envoy_ready(child, self.admin_port(front), timeout=600.0)
             url = f"http://127.0.0.1:{self.front_port(front)}"
             load.run_wrk(WRK_LUA, url, load.Cell("warm", "warm-up", "/mcp", 1024, 4), 10, self.rest_cpus)
-            callgrind_control("-i", "on", child.pid)
-            load.sequential_calls(self.front_port(front), requests, 1024)
-            callgrind_control("-i", "off", child.pid)
-            callgrind_control("-d", child.pid)
+            sizes = [(1024, requests)]
+            if front in SIZE_SWEEP_FRONTS:
+                sizes += [(64 * 1024, max(requests // 6, 20)), (1024 * 1024, 20)]
+            per_size: dict[str, float] = {}
+            for size, count in sizes:
+                if size != 1024:
+                    load.sequential_calls(self.front_port(front), 3, size)  # warm the large-body path, uncounted
+                per_size[str(size)] = self.count_instructions(child, prefix, lambda: load.sequential_calls(self.front_port(front), count, size)) / count
             self.children.stop(child)
-            total = sum(callgrind_total(f) for f in out_dir.glob(f"{slug(front)}.*"))
-            counted[front] = {"requests": requests, "instructions_per_request": total / requests}
-            log(f"  {front:<4} {total / requests:>10.0f} instructions per request")
+            counted[front] = {"requests": requests, "instructions_per_request": per_size["1024"], "by_size": per_size}
+            log(f"  {front:<4} " + ", ".join(f"{size} B: {per:,.0f}" for size, per in per_size.items()) + " instructions per request")
         return counted
+
+    @staticmethod
+    def count_instructions(child: procs.Child, prefix: Path, work) -> int:
+        """Instructions the callgrind-run front executes during `work`: counting on,
+        work, counting off, a dump (which also zeroes the counters); the new dump file's total."""
+        before = set(prefix.parent.glob(f"{prefix.name}.*"))
+        callgrind_control("-i", "on", child.pid)
+        work()
+        callgrind_control("-i", "off", child.pid)
+        callgrind_control("-d", child.pid)
+        deadline = time.monotonic() + 60
+        while not (new := set(prefix.parent.glob(f"{prefix.name}.*")) - before) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not new:
+            raise Fail(f"callgrind wrote no dump for {prefix.name}")
+        return sum(callgrind_total(f) for f in new)
 
     def memory(self) -> dict[str, dict]:
         """Memory before, half-way and after N more requests (1 KB calls, JSON and SSE in turn)."""
@@ -723,7 +743,12 @@ def main() -> int:
         "probe": report.summarize_probe(raw_probe, args.probe_repeat) if raw_probe else {},
         "wasm_sizes": wasm_sizes,
         "budget": report.budget(
-            cells, ttfe, memory, wasm_sizes["mcp_trace.wasm"], filter_stats.get("B", {}).get("wasmcustom.mcp_trace.passthrough.over_limit", 0)
+            cells,
+            ttfe,
+            memory,
+            wasm_sizes["mcp_trace.wasm"],
+            filter_stats.get("B", {}).get("wasmcustom.mcp_trace.passthrough.over_limit", 0),
+            counted,
         ),
         "raw": {"cells": raw_cells, "ttfe": raw_ttfe, "probe": raw_probe, "session": raw_session},
         "wall_seconds": time.monotonic() - started,

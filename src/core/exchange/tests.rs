@@ -488,7 +488,8 @@ fn own_spans_follow_the_parent_sampling() {
 /// `tools/call` answered in JSON, so a change that adds calls is a visible decision.
 #[test]
 fn host_calls_per_tools_call() {
-    let pad = "x".repeat(900);
+    // NATIVE_COST_PAD: another argument size, for `native_cost` at 64 KB or 1 MB.
+    let pad = "x".repeat(std::env::var("NATIVE_COST_PAD").ok().and_then(|v| v.parse().ok()).unwrap_or(900));
     let body =
         format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_weather","arguments":{{"city":"{pad}"}}}}}}"#);
     let answer: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"sunny"}],"isError":false}}"#;
@@ -604,7 +605,8 @@ const BENCH_REQUEST_ID: &str = "0f9a3c54-8a1f-4c1e-9a7e-3f1d2c4b5a69";
 /// The bench's roles (as `envoy/envoy.yaml` configures them) and its request: a 1 KB
 /// `tools/call` with a session, answered in JSON.
 fn bench_roles() -> Vec<(&'static str, Rc<Config>, LeanHost)> {
-    let pad = "x".repeat(900);
+    // NATIVE_COST_PAD: another argument size, for `native_cost` at 64 KB or 1 MB.
+    let pad = "x".repeat(std::env::var("NATIVE_COST_PAD").ok().and_then(|v| v.parse().ok()).unwrap_or(900));
     let body =
         format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_weather","arguments":{{"city":"{pad}"}}}}}}"#);
     let answer: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"sunny"}],"isError":false}}"#;
@@ -673,7 +675,7 @@ fn allocations_per_tools_call() {
 /// `cargo test --release -- --ignored --nocapture native_cost`; instruction counts,
 /// repeatable: `NATIVE_COST_N=3000 valgrind --tool=callgrind` on the
 /// `cargo test --profile profiling --lib --no-run` binary with `--ignored native_cost`
-/// (`NATIVE_COST_ROLE=upstream` for one role).
+/// (`NATIVE_COST_ROLE=upstream` for one role, `NATIVE_COST_PAD=65000` for a larger call).
 #[test]
 #[ignore]
 fn native_cost_per_tools_call() {
