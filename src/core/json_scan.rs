@@ -190,7 +190,8 @@ impl JsonScanner {
         self.stack.len()
     }
 
-    /// [`Self::keep`] for a run of plain string bytes.
+    /// Keeps string or value bytes where the scanner is collecting them: the current
+    /// key (overflow noted) or a captured value.
     fn keep_run(&mut self, run: &[u8]) {
         if run.is_empty() {
             return;
@@ -205,13 +206,7 @@ impl JsonScanner {
     }
 
     fn keep(&mut self, b: u8) {
-        if self.in_key() {
-            if !self.key.push(b) {
-                self.key_overflow = true;
-            }
-        } else if self.capturing {
-            self.capture.push(b);
-        }
+        self.keep_run(std::slice::from_ref(&b));
     }
 
     fn structure(&mut self, b: u8, out: &mut Vec<MessageSummary>) {
@@ -282,7 +277,7 @@ impl JsonScanner {
                 self.lex = Lex::Scalar;
                 self.start_value(false);
                 if self.capturing {
-                    self.capture.push(b);
+                    self.capture.extend(std::slice::from_ref(&b));
                 }
             }
             _ => self.failed = true,
@@ -405,14 +400,6 @@ struct InlineBytes<const N: usize> {
 impl<const N: usize> InlineBytes<N> {
     fn new() -> Self {
         InlineBytes { bytes: [0; N], len: 0 }
-    }
-
-    /// False when full (the byte is dropped).
-    fn push(&mut self, b: u8) -> bool {
-        let Some(slot) = self.bytes.get_mut(self.len) else { return false };
-        *slot = b;
-        self.len += 1;
-        true
     }
 
     /// False when not all of `run` fit (what fits is kept).

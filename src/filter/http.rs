@@ -22,13 +22,19 @@ pub struct Http {
 
 impl Http {
     pub fn new(shared: Option<Rc<Shared>>) -> Http {
-        Http { work: shared.map(|shared| (shared.clone(), Exchange::new(shared.config.clone()))) }
+        Http {
+            work: shared.map(|shared| {
+                let exchange = Exchange::new(shared.config.clone());
+                (shared, exchange)
+            }),
+        }
     }
 
-    fn with_exchange(&mut self, step: impl FnOnce(&mut Exchange, &mut EnvoyHost) -> CoreAction) -> Action {
+    /// `step` on the exchange, or `unconfigured` when there is none.
+    fn with_exchange<R>(&mut self, unconfigured: R, step: impl FnOnce(&mut Exchange, &mut EnvoyHost) -> R) -> R {
         match &mut self.work {
-            Some((shared, exchange)) => action(step(exchange, &mut EnvoyHost { shared })),
-            None => Action::Continue,
+            Some((shared, exchange)) => step(exchange, &mut EnvoyHost { shared }),
+            None => unconfigured,
         }
     }
 }
@@ -154,39 +160,33 @@ impl SharedData for EnvoyHost<'_> {
 impl Context for Http {
     /// The router's upstream filter chain gets `on_done` but never `on_log`.
     fn on_done(&mut self) -> bool {
-        self.with_exchange(|exchange, host| {
-            exchange.on_log(host);
-            CoreAction::Continue
-        });
+        self.with_exchange((), |exchange, host| exchange.on_log(host));
         true
     }
 }
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.with_exchange(|exchange, host| exchange.on_request_headers(end_of_stream, host))
+        self.with_exchange(Action::Continue, |exchange, host| action(exchange.on_request_headers(end_of_stream, host)))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.with_exchange(|exchange, host| exchange.on_request_body(body_size, end_of_stream, host))
+        self.with_exchange(Action::Continue, |exchange, host| action(exchange.on_request_body(body_size, end_of_stream, host)))
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.with_exchange(|exchange, host| exchange.on_request_trailers(host))
+        self.with_exchange(Action::Continue, |exchange, host| action(exchange.on_request_trailers(host)))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.with_exchange(|exchange, host| exchange.on_response_headers(end_of_stream, host))
+        self.with_exchange(Action::Continue, |exchange, host| action(exchange.on_response_headers(end_of_stream, host)))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.with_exchange(|exchange, host| exchange.on_response_body(body_size, end_of_stream, host))
+        self.with_exchange(Action::Continue, |exchange, host| action(exchange.on_response_body(body_size, end_of_stream, host)))
     }
 
     fn on_log(&mut self) {
-        self.with_exchange(|exchange, host| {
-            exchange.on_log(host);
-            CoreAction::Continue
-        });
+        self.with_exchange((), |exchange, host| exchange.on_log(host));
     }
 }

@@ -483,20 +483,26 @@ fn own_spans_follow_the_parent_sampling() {
     }
 }
 
+/// Argument padding that makes the bench's `tools/call` about 1 KB.
+const BENCH_PAD: usize = 900;
+const BENCH_ANSWER: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"sunny"}],"isError":false}}"#;
+
+/// The bench's `tools/call`, its argument padded with `pad` bytes.
+fn bench_call_body(pad: usize) -> String {
+    let pad = "x".repeat(pad);
+    format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_weather","arguments":{{"city":"{pad}"}}}}}}"#)
+}
+
 /// Host calls are the filter's main per-request cost in Envoy (each crosses the
 /// VM boundary). This pins the count for the benchmark's request, a 1 KB
 /// `tools/call` answered in JSON, so a change that adds calls is a visible decision.
 #[test]
 fn host_calls_per_tools_call() {
-    // NATIVE_COST_PAD: another argument size, for `native_cost` at 64 KB or 1 MB.
-    let pad = "x".repeat(std::env::var("NATIVE_COST_PAD").ok().and_then(|v| v.parse().ok()).unwrap_or(900));
-    let body =
-        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_weather","arguments":{{"city":"{pad}"}}}}}}"#);
-    let answer: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"sunny"}],"isError":false}}"#;
+    let body = bench_call_body(BENCH_PAD);
     let mut counts = Vec::new();
     // As in envoy/envoy.yaml, where Envoy sets the response's x-request-id itself; the
     // upstream instance sees the traceparent of Envoy's span, which the router injected.
-    let injected = ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    let injected = ("traceparent", TP);
     for (role, conf, extra) in [
         ("downstream", r#"{"role":"downstream","request_id_in_response":false}"#, None),
         ("upstream", r#"{"role":"upstream","session_from_mcp_header":true}"#, Some(injected)),
@@ -513,7 +519,7 @@ fn host_calls_per_tools_call() {
             let rid = host.header("x-request-id").unwrap_or_default().to_string();
             host.answers.note(&rid);
         }
-        respond(&mut ex, &mut host, "200", "application/json", &[answer]);
+        respond(&mut ex, &mut host, "200", "application/json", &[BENCH_ANSWER]);
         counts.push((role, host.calls.take()));
     }
     for (role, calls) in &counts {
@@ -606,10 +612,7 @@ const BENCH_REQUEST_ID: &str = "0f9a3c54-8a1f-4c1e-9a7e-3f1d2c4b5a69";
 /// `tools/call` with a session, answered in JSON.
 fn bench_roles() -> Vec<(&'static str, Rc<Config>, LeanHost)> {
     // NATIVE_COST_PAD: another argument size, for `native_cost` at 64 KB or 1 MB.
-    let pad = "x".repeat(std::env::var("NATIVE_COST_PAD").ok().and_then(|v| v.parse().ok()).unwrap_or(900));
-    let body =
-        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_weather","arguments":{{"city":"{pad}"}}}}}}"#);
-    let answer: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"sunny"}],"isError":false}}"#;
+    let body = bench_call_body(std::env::var("NATIVE_COST_PAD").ok().and_then(|v| v.parse().ok()).unwrap_or(BENCH_PAD));
     let template = FakeHost::post(
         &body,
         &[
@@ -623,7 +626,7 @@ fn bench_roles() -> Vec<(&'static str, Rc<Config>, LeanHost)> {
         HeaderList::from_pairs(template.request_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(extra)).into_bytes()
     };
     // The upstream instance sees the traceparent Envoy's router injected (its span).
-    let injected = Some(("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    let injected = Some(("traceparent", TP));
     [
         ("downstream", r#"{"role":"downstream","request_id_in_response":false}"#, pairs(None)),
         ("upstream", r#"{"role":"upstream","session_from_mcp_header":true,"hold_request_headers":true}"#, pairs(injected)),
@@ -631,7 +634,11 @@ fn bench_roles() -> Vec<(&'static str, Rc<Config>, LeanHost)> {
     ]
     .into_iter()
     .map(|(role, conf, headers)| {
-        (role, config(conf), LeanHost { headers, body: body.clone().into_bytes(), response: answer, answers: UpstreamAnswers::default() })
+        (
+            role,
+            config(conf),
+            LeanHost { headers, body: body.clone().into_bytes(), response: BENCH_ANSWER, answers: UpstreamAnswers::default() },
+        )
     })
     .collect()
 }
